@@ -1,0 +1,116 @@
+# lode — root Makefile.
+#   make deps    install Debian + npm dependencies (idempotent)
+#   make         build build/lode (+ the CUDA backend when nvcc is present)
+#   make test    deps + build + every test, then the ASan/UBSan build and suite
+#   make bench   benchmarks (lode next to llama.cpp, same run)
+#   make san     sanitizer build in build-san/
+#   make fuzz    short fuzz runs of the file/tokenizer parsers (clang libFuzzer)
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+SAN ?= 0
+ifeq ($(SAN),1)
+  BUILD ?= build-san
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+  OPT ?= -O1 -g
+else
+  BUILD ?= build
+  SANFLAGS :=
+  OPT ?= -O2 -g
+endif
+
+CC ?= cc
+ifeq ($(origin CC),default)
+  CC := gcc
+endif
+PKGS := jansson libuv libpcre2-8
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TS_CFLAGS := $(shell pkg-config --cflags tree-sitter 2>/dev/null)
+TS_LIBS := $(shell pkg-config --libs tree-sitter 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+CPPFLAGS += -Iengine -Idaemon -Ilsp -Ikernels -D_GNU_SOURCE
+CFLAGS := -std=c11 $(OPT) -pthread $(WARN) $(SANFLAGS) $(PKG_CFLAGS) $(TS_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS += $(SANFLAGS) -pthread
+LDLIBS := $(PKG_LIBS) $(TS_LIBS) -lm
+
+# ---- CUDA (optional) -------------------------------------------------------
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
+CUDA_ARCHS ?= 80 89 90
+ifeq ($(NO_CUDA),1)
+  NVCC :=
+endif
+CU_SRC := $(wildcard kernels/*.cu)
+ifneq ($(strip $(NVCC)),)
+ifneq ($(strip $(CU_SRC)),)
+  CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+  CPPFLAGS += -DLODE_HAVE_CUDA
+  CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/%.o)
+  LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+  HAVE_CUDA := 1
+endif
+endif
+GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
+NVCCFLAGS ?= -O3 -std=c++17 $(GENCODE) -Xcompiler -fPIC -Iengine -Ikernels
+
+# ---- sources ----------------------------------------------------------------
+LIB_SRC := $(wildcard engine/*.c) $(wildcard lsp/*.c) $(filter-out daemon/main.c,$(wildcard daemon/*.c)) \
+           $(wildcard kernels/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
+TEST_SRC := $(wildcard tests/unit/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+all: features $(BUILD)/lode
+
+features:
+	@command -v $(CC) >/dev/null && echo "✓ C compiler: $(CC)" || echo "✗ C compiler $(CC) not found"
+	@pkg-config --exists $(PKGS) && echo "✓ jansson, libuv, pcre2" || echo "✗ jansson/libuv/pcre2 missing: run 'make deps'"
+	@pkg-config --exists tree-sitter && echo "✓ tree-sitter" || echo "✗ tree-sitter missing: run 'make deps'"
+	@if [ -n "$(HAVE_CUDA)" ]; then echo "✓ nvcc: $(NVCC) (CUDA backend, sm $(CUDA_ARCHS))"; else echo "✗ nvcc not found: CPU-only build"; fi
+	@grep -q avx512f /proc/cpuinfo && echo "✓ CPU AVX-512 (kernels dispatch at run time)" || echo "✗ CPU AVX-512 not present (AVX2/scalar paths used)"
+	@grep -q amx_tile /proc/cpuinfo && echo "✓ CPU AMX" || echo "✗ CPU AMX not present"
+	@command -v node >/dev/null && echo "✓ node (llama.cpp comparison via node-llama-cpp)" || echo "✗ node missing: llama.cpp comparisons skipped"
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -DLODE_HAVE_CUDA -c $< -o $@
+
+$(BUILD)/liblode.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/lode: $(BUILD)/daemon/main.o $(BUILD)/liblode.a
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblode.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $< $(BUILD)/liblode.a -o $@ $(LDFLAGS) $(LDLIBS) -lcriterion
+
+tests: $(BUILD)/lode $(TEST_BIN)
+
+deps:
+	@tools/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all tests
+	@tools/run-tests.sh $(BUILD)
+	@$(MAKE) --no-print-directory SAN=1 NO_CUDA=1 all tests
+	@LODE_SAN=1 tools/run-tests.sh build-san
+
+san:
+	@$(MAKE) --no-print-directory SAN=1 NO_CUDA=1 all tests
+
+bench: all
+	@tools/bench.sh $(BUILD)
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all features deps test tests san bench clean
+-include $(LIB_OBJ:.o=.d) $(BUILD)/daemon/main.d

@@ -1,0 +1,59 @@
+/*
+ * lode_quant.h — element types: block layouts, conversion to and from f32,
+ * and the scalar reference dot products that every SIMD/CUDA path is tested
+ * against.
+ *
+ * Block layouts are bit-for-bit GGML's (ggml-common.h semantics), so GGUF
+ * files written by lode load in llama.cpp and vice versa.
+ *
+ * Supported for loading/compute: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K.
+ * Supported for writing (from_f32): the same set.
+ */
+#ifndef LODE_QUANT_H
+#define LODE_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lode_tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lode_type_traits {
+    const char *name;      /* "f32", "q8_0", "q4_k" ... (lower case) */
+    int64_t block_size;    /* elements per block (1 for float types) */
+    size_t type_size;      /* bytes per block */
+    bool is_quantized;
+    /* Convert n elements (n multiple of block_size). */
+    void (*to_f32)(const void *src, float *dst, int64_t n);
+    /* Reference quantizer: n multiple of block_size. */
+    void (*from_f32)(const float *src, void *dst, int64_t n);
+} lode_type_traits;
+
+/* Traits for a supported type, or NULL when lode cannot compute with it. */
+const lode_type_traits *lode_type_get(lode_type t);
+/* Name for any id ("q5_1", "unknown(77)" ...); never NULL. */
+const char *lode_type_name(lode_type t);
+/* Parse "f32", "bf16", "q8_0", "q4_k" (case-insensitive); -1 if unknown. */
+int lode_type_from_name(const char *name);
+/* Bytes for a row of n elements; 0 if n is not a multiple of the block size
+ * or the type is unsupported. */
+size_t lode_row_size(lode_type t, int64_t n);
+
+/* Scalar conversions. */
+float lode_f16_to_f32(uint16_t h);
+uint16_t lode_f32_to_f16(float f);
+float lode_bf16_to_f32(uint16_t h);
+uint16_t lode_f32_to_bf16(float f); /* round to nearest even, NaN kept */
+
+/* Reference dot product of a row of type t (n elements) with f32 x:
+ * dequantize-then-dot in f32 (exactly the dequantized weights). */
+float lode_vec_dot_f32_ref(lode_type t, const void *row, const float *x, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
