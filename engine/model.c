@@ -1,0 +1,270 @@
+/*
+ * model.c — model loading (format detection, config, tensor binding with
+ * shape/type checks), RoPE/YaRN tables, and the architecture-independent
+ * part of evaluation: batch validation, KV cell reservation, embeddings,
+ * final norm and the output head.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "model_config.h"
+#include "model_impl.h"
+
+lode_model_params lode_model_default_params(void) {
+    lode_model_params p = {0, LODE_MLA_AUTO};
+    return p;
+}
+
+float *lode__model_own_f32(lode_model *m, size_t n) {
+    if (m->n_owned == m->cap_owned) {
+        m->cap_owned = m->cap_owned ? m->cap_owned * 2 : 64;
+        m->owned = lode_xrealloc(m->owned, m->cap_owned * sizeof(void *));
+    }
+    float *p = lode_try_calloc(n, sizeof(float));
+    if (p) m->owned[m->n_owned++] = p;
+    return p;
+}
+
+/* ---- tensor lookup ---------------------------------------------------- */
+static const lode_tensor *find_tensor(lode_model *m, const char *gguf_name, const char *hf_name) {
+    if (m->gguf) return gguf_name ? lode_gguf_find_tensor(m->gguf, gguf_name) : NULL;
+    return hf_name ? lode_st_find(m->st, hf_name) : NULL;
+}
+
+static void shape_str(const lode_tensor *t, char *buf, size_t n) {
+    /* Print PyTorch order [outer, ..., inner] for HF, GGML order for GGUF. */
+    int off = snprintf(buf, n, "[");
+    for (int d = 0; d < t->n_dims; d++)
+        off += snprintf(buf + off, n - (size_t)off, "%s%lld", d ? ", " : "", (long long)t->ne[d]);
+    snprintf(buf + off, n - (size_t)off, "]");
+}
+
+static lode_status check_type(lode_model *m, const lode_tensor *t, lode_error *err) {
+    if (!lode_type_get(t->type))
+        return lode_error_set(err, LODE_ERR_UNSUPPORTED,
+                              "%s: tensor '%s' has type %s, which lode cannot compute with "
+                              "(supported: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)",
+                              m->path, t->name, lode_type_name(t->type));
+    return LODE_OK;
+}
+
+lode_status lode__bind_mat(lode_model *m, lode_mat *out, const char *gguf_name, const char *hf_name,
+                           int64_t rows, int64_t cols, bool required, lode_error *err) {
+    memset(out, 0, sizeof *out);
+    const lode_tensor *t = find_tensor(m, gguf_name, hf_name);
+    const char *nm = m->gguf ? gguf_name : hf_name;
+    if (!t) {
+        if (!required) return LODE_OK;
+        return lode_error_set(err, LODE_ERR_FORMAT, "%s: required tensor '%s' is missing", m->path, nm);
+    }
+    lode_status s = check_type(m, t, err);
+    if (s) return s;
+    int64_t r = 1;
+    for (int d = 1; d < t->n_dims; d++) r *= t->ne[d];
+    if (t->ne[0] != cols || r != rows) {
+        char sh[96];
+        shape_str(t, sh, sizeof sh);
+        return lode_error_set(err, LODE_ERR_FORMAT,
+                              "%s: tensor '%s' has shape %s (GGML order), expected %lld columns x %lld rows "
+                              "from the model config; the file does not match its config",
+                              m->path, nm, sh, (long long)cols, (long long)rows);
+    }
+    size_t rb = lode_row_size(t->type, cols);
+    if (rb == 0)
+        return lode_error_set(err, LODE_ERR_FORMAT, "%s: tensor '%s': row length %lld is not a multiple of the %s block",
+                              m->path, nm, (long long)cols, lode_type_name(t->type));
+    out->type = t->type;
+    out->rows = rows;
+    out->cols = cols;
+    out->data = t->data;
+    out->row_bytes = rb;
+    out->name = t->name;
+    m->weight_bytes += t->nbytes;
+    return LODE_OK;
+}
+
+lode_status lode__bind_vec(lode_model *m, float **out, const char *gguf_name, const char *hf_name, int64_t n,
+                           bool required, lode_error *err) {
+    *out = NULL;
+    lode_mat v;
+    lode_status s = lode__bind_mat(m, &v, gguf_name, hf_name, 1, n, required, err);
+    if (s || !v.data) return s;
+    float *f = lode__model_own_f32(m, (size_t)n);
+    if (!f) return lode_error_set(err, LODE_ERR_NOMEM, "out of memory converting '%s'", v.name);
+    lode_type_get(v.type)->to_f32(v.data, f, n);
+    *out = f;
+    return LODE_OK;
+}
+
+lode_status lode__bind_experts(lode_model *m, lode_mat **out, const char *gguf_name, const char *hf_fmt,
+                               int64_t n_exp, int64_t rows, int64_t cols, lode_error *err) {
+    lode_mat *v = lode_try_calloc((size_t)n_exp, sizeof(lode_mat));
+    if (!v) return lode_error_set(err, LODE_ERR_NOMEM, "out of memory for %lld expert views", (long long)n_exp);
+    *out = v;
+    if (m->gguf) {
+        lode_mat all;
+        lode_status s = lode__bind_mat(m, &all, gguf_name, NULL, n_exp * rows, cols, true, err);
+        if (s) return s;
+        const lode_tensor *t = lode_gguf_find_tensor(m->gguf, gguf_name);
+        if (t->n_dims != 3 || t->ne[1] != rows || t->ne[2] != n_exp)
+            return lode_error_set(err, LODE_ERR_FORMAT, "%s: tensor '%s' must be {%lld, %lld, %lld}", m->path,
+                                  gguf_name, (long long)cols, (long long)rows, (long long)n_exp);
+        for (int64_t e = 0; e < n_exp; e++) v[e] = lode_mat_rows(all, e * rows, rows);
+        return LODE_OK;
+    }
+    char name[256];
+    for (int64_t e = 0; e < n_exp; e++) {
+        snprintf(name, sizeof name, hf_fmt, (int)e);
+        lode_status s = lode__bind_mat(m, &v[e], NULL, name, rows, cols, true, err);
+        if (s) return s;
+    }
+    return LODE_OK;
+}
+
+/* ---- RoPE tables -------------------------------------------------------- */
+static double yarn_get_mscale(double s, double mscale) {
+    return s <= 1.0 ? 1.0 : 0.1 * mscale * log(s) + 1.0;
+}
+
+static lode_status setup_rope(lode_model *m, lode_error *err) {
+    const lode_config *c = &m->cfg;
+    int64_t d = c->arch == LODE_ARCH_DEEPSEEK2 ? c->qk_rope_dim : c->head_dim;
+    int64_t np = d / 2;
+    m->rope_theta_i = lode__model_own_f32(m, (size_t)np);
+    if (!m->rope_theta_i) return lode_error_set(err, LODE_ERR_NOMEM, "out of memory");
+    m->rope_mag = 1.0f;
+    const double base = c->rope_theta;
+    if (c->rope_scaling == LODE_ROPE_SCALING_YARN) {
+        /* spec-model.md §3.1: correction range from the ORIGINAL context. */
+        const double s = c->rope_factor, L0 = (double)c->rope_orig_ctx;
+        double dlow = (double)d * log(L0 / (c->yarn_beta_fast * 2.0 * M_PI)) / (2.0 * log(base));
+        double dhigh = (double)d * log(L0 / (c->yarn_beta_slow * 2.0 * M_PI)) / (2.0 * log(base));
+        double low = floor(dlow), high = ceil(dhigh);
+        if (low < 0) low = 0;
+        if (high > (double)(d - 1)) high = (double)(d - 1);
+        if (low == high) high += 0.001;
+        for (int64_t i = 0; i < np; i++) {
+            /* fp32 like the reference: inv_freq = 1 / base^(2i/d) */
+            float extra = (float)(1.0 / pow(base, (double)(2 * i) / (double)d));
+            float inter = (float)(extra / s);
+            double ramp = ((double)i - low) / (high - low);
+            if (ramp < 0) ramp = 0;
+            if (ramp > 1) ramp = 1;
+            double e = 1.0 - ramp;
+            m->rope_theta_i[i] = (float)(inter * (1.0 - e) + extra * e);
+        }
+        m->rope_mag = (float)(yarn_get_mscale(s, c->yarn_mscale) / yarn_get_mscale(s, c->yarn_mscale_all_dim));
+    } else {
+        double f = c->rope_scaling == LODE_ROPE_SCALING_LINEAR ? c->rope_factor : 1.0;
+        for (int64_t i = 0; i < np; i++)
+            m->rope_theta_i[i] = (float)(1.0 / pow(base, (double)(2 * i) / (double)d) / f);
+    }
+    int64_t dqk = c->arch == LODE_ARCH_DEEPSEEK2 ? c->qk_nope_dim + c->qk_rope_dim : c->head_dim;
+    double scale = 1.0 / sqrt((double)dqk);
+    if (c->arch == LODE_ARCH_DEEPSEEK2 && c->rope_scaling == LODE_ROPE_SCALING_YARN && c->yarn_mscale_all_dim != 0) {
+        double ms = yarn_get_mscale(c->rope_factor, c->yarn_mscale_all_dim);
+        scale *= ms * ms; /* spec §3.4: applies to the whole logit */
+    }
+    m->attn_scale = (float)scale;
+    return LODE_OK;
+}
+
+/* ---- load ----------------------------------------------------------------- */
+static bool is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+lode_status lode_model_load(const char *path, const lode_model_params *params, lode_model **out,
+                            lode_error *err) {
+    *out = NULL;
+    lode_model_params dp = lode_model_default_params();
+    if (!params) params = &dp;
+    lode_model *m = lode_xcalloc(1, sizeof *m);
+    m->path = lode_xstrdup(path);
+    m->mla_mode = params->mla_mode;
+    lode_status s;
+    if (is_dir(path)) {
+        m->format = "hf";
+        char cj[4096];
+        snprintf(cj, sizeof cj, "%s/config.json", path);
+        struct stat sb;
+        if (stat(cj, &sb) != 0) {
+            s = lode_error_set(err, LODE_ERR_NOT_FOUND,
+                               "%s: not a model directory (no config.json); pass a GGUF file or a Hugging Face "
+                               "model directory", path);
+            goto fail;
+        }
+        if ((s = lode__config_from_hf(cj, &m->cfg, err))) goto fail;
+        if ((s = lode_st_open(path, &m->st, err))) goto fail;
+    } else {
+        m->format = "gguf";
+        if ((s = lode_gguf_open(path, &m->gguf, err))) goto fail;
+        if ((s = lode__config_from_gguf(m->gguf, &m->cfg, err))) goto fail;
+    }
+    /* Vocabulary size from the embedding when the metadata lacks it. */
+    if (m->cfg.n_vocab == 0) {
+        const lode_tensor *t = find_tensor(m, "token_embd.weight", "model.embed_tokens.weight");
+        if (t && t->n_dims == 2) m->cfg.n_vocab = t->ne[1];
+    }
+    if ((s = lode__config_validate(&m->cfg, path, err))) goto fail;
+    if ((s = lode__bind_mat(m, &m->tok_embd, "token_embd.weight", "model.embed_tokens.weight", m->cfg.n_vocab,
+                            m->cfg.n_embd, true, err)))
+        goto fail;
+    if ((s = lode__bind_mat(m, &m->output, "output.weight", "lm_head.weight", m->cfg.n_vocab, m->cfg.n_embd,
+                            false, err)))
+        goto fail;
+    if (!m->output.data) {
+        m->output = m->tok_embd; /* tied embeddings */
+        m->cfg.tie_embeddings = true;
+    }
+    if ((s = lode__bind_vec(m, &m->output_norm, "output_norm.weight", "model.norm.weight", m->cfg.n_embd, true,
+                            err)))
+        goto fail;
+    m->layers = lode_xcalloc((size_t)m->cfg.n_layer, sizeof(lode_layer));
+    s = m->cfg.arch == LODE_ARCH_DEEPSEEK2 ? lode__deepseek2_bind(m, err) : lode__llama_bind(m, err);
+    if (s) goto fail;
+    if ((s = setup_rope(m, err))) goto fail;
+    m->pool = lode_pool_new(params->n_threads);
+    *out = m;
+    return LODE_OK;
+fail:
+    lode_model_free(m);
+    return s;
+}
+
+void lode_model_free(lode_model *m) {
+    if (!m) return;
+    if (m->layers) {
+        for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+            lode_free(m->layers[l].exp_gate);
+            lode_free(m->layers[l].exp_up);
+            lode_free(m->layers[l].exp_down);
+        }
+    }
+    lode_free(m->layers);
+    for (size_t i = 0; i < m->n_owned; i++) lode_free(m->owned[i]);
+    lode_free(m->owned);
+    lode__ws_free(m);
+    if (m->pool) lode_pool_free(m->pool);
+    lode_gguf_free(m->gguf);
+    lode_st_free(m->st);
+    lode_free(m->path);
+    lode_free(m);
+}
+
+const lode_config *lode_model_config(const lode_model *m) { return &m->cfg; }
+const char *lode_model_path(const lode_model *m) { return m->path; }
+const char *lode_model_format(const lode_model *m) { return m->format; }
+int lode_model_n_threads(const lode_model *m) { return lode_pool_size(m->pool); }
+uint64_t lode_model_weight_bytes(const lode_model *m) { return m->weight_bytes; }
+void lode_model_set_mla_mode(lode_model *m, lode_mla_mode mode) { m->mla_mode = mode; }
+void lode_model_set_cancel_flag(lode_model *m, volatile int *flag) { m->cancel = flag; }
+
+int64_t lode_model_kv_width(const lode_model *m) {
+    const lode_config *c = &m->cfg;
+    if (c->arch == LODE_ARCH_DEEPSEEK2) return c->kv_lora_rank + c->qk_rope_dim;
+    return 2 * c->n_head_kv * c->head_dim;
+}
