@@ -12,5 +12,6 @@ int lode_cmd_inspect(int argc, char **argv);
 int lode_cmd_gen(int argc, char **argv);
 int lode_cmd_tokenize(int argc, char **argv);
 int lode_cmd_detokenize(int argc, char **argv);
+int lode_cmd_bench(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const lode_cmd k_cmds[] = {
     {"logits", lode_cmd_logits, "logits per position: lode logits -m MODEL --tokens 1,2,3 [--top K] [--full]"},
     {"inspect", lode_cmd_inspect, "architecture, config, tensors, memory: lode inspect -m MODEL"},
     {"gen", lode_cmd_gen, "random model: lode gen PRESET|CONFIG.json -o OUT [--format hf|gguf] [--type T]"},
+    {"bench", lode_cmd_bench, "speed: lode bench -m MODEL [-p 512] [-n 128] [-d DEPTH] [-t N] [--json]"},
     {"tokenize", lode_cmd_tokenize, "text to ids: lode tokenize -m MODEL [--text T | < FILE] [--json] [--bos]"},
     {"detokenize", lode_cmd_detokenize, "ids to text: lode detokenize -m MODEL --tokens 1,2,3"},
 };

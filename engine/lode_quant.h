@@ -53,6 +53,40 @@ uint16_t lode_f32_to_bf16(float f); /* round to nearest even, NaN kept */
  * dequantize-then-dot in f32 (exactly the dequantized weights). */
 float lode_vec_dot_f32_ref(lode_type t, const void *row, const float *x, int64_t n);
 
+/* ---- fast row kernels (engine/quant.c) --------------------------------
+ * Both are pure functions of their arguments, thread-safe, and meant to be
+ * called concurrently from worker threads on disjoint row ranges. They never
+ * allocate in steady state: lode_matmul_rows keeps one fixed-size (256 KiB)
+ * dequantization tile per calling thread, allocated on the thread's first
+ * multi-token call and freed when the thread exits.
+ *
+ * y[r] = dot(row r of W, x) for r in [r0, r1); W has `ncols` columns of type
+ * t, rows contiguous (row stride = lode_row_size(t, ncols)). x is f32[ncols].
+ * Results agree with lode_vec_dot_f32_ref to within 1e-5 of sum|w_i*x_i|
+ * (summation order differs, so not bit-exact). */
+void lode_matvec_rows(lode_type t, const void *W, int64_t ncols, const float *x, float *y, int64_t r0,
+                      int64_t r1);
+/* Multi-token: Y[i*ldy + r] = dot(row r of W, X + i*ldx) for i < ntok and r
+ * in [r0, r1). Same accuracy contract as lode_matvec_rows. */
+void lode_matmul_rows(lode_type t, const void *W, int64_t ncols, const float *X, int64_t ldx, int64_t ntok,
+                      float *Y, int64_t ldy, int64_t r0, int64_t r1);
+
+/* Instruction-set level of the kernels above. Chosen once from the CPU
+ * (__builtin_cpu_supports) and the LODE_CPU environment variable
+ * (scalar|avx2|avx512), which can only lower it. */
+typedef enum lode_cpu_level {
+    LODE_CPU_SCALAR = 0,
+    LODE_CPU_AVX2 = 1,   /* AVX2 + FMA + F16C */
+    LODE_CPU_AVX512 = 2  /* AVX-512 F/BW/VL/DQ */
+} lode_cpu_level;
+
+lode_cpu_level lode_quant_cpu_level(void);
+/* Force a level (clamped to what the CPU supports) and return the level now
+ * in effect. For tests and start-up: do not call while kernels run. */
+lode_cpu_level lode_quant_set_cpu_level(lode_cpu_level level);
+/* "scalar", "avx2", "avx512". */
+const char *lode_cpu_level_name(lode_cpu_level level);
+
 #ifdef __cplusplus
 }
 #endif

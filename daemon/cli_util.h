@@ -1,0 +1,15 @@
+/* cli_util.h — small helpers shared by the subcommands. */
+#ifndef LODE_CLI_UTIL_H
+#define LODE_CLI_UTIL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Parse "1,2,3" (spaces allowed) into a malloc'ed array; false on error. */
+bool lode_cli_parse_ids(const char *s, int32_t **out, size_t *n);
+/* Strict integer / float parsing: false on garbage or overflow. */
+bool lode_cli_parse_i64(const char *s, int64_t *out);
+bool lode_cli_parse_f32(const char *s, float *out);
+/* Read all of stdin (malloc'ed, NUL-terminated); NULL on error. */
+char *lode_cli_read_stdin(size_t *len);
+#endif

@@ -1,0 +1,93 @@
+"""The engine agrees with itself across every evaluation path:
+absorbed vs decompressed MLA, one batch vs token-by-token decode, a forked
+(prefix-shared) sequence, HF directory vs GGUF of the same weights, split vs
+legacy kv_b GGUF layouts, thread counts, and quantized files vs f32 within
+documented tolerances. (The independent reference lives in test_ref_exact.py.)"""
+import numpy as np
+import pytest
+
+from lodetest import logits, model
+
+DS = ["tiny-v2lite", "tiny-v2", "tiny-v3"]
+ALL = DS + ["tiny-llama", "tiny-llama-gqa"]
+# 40 tokens: past original_max_position_embeddings (16) of the tiny presets.
+TOKENS = [(i * 37 + 11) % 500 for i in range(40)]
+
+
+def mat(rows):
+    return np.array([r["logits"] for r in rows], dtype=np.float64)
+
+
+def assert_close(a, b, tol, what):
+    d = np.abs(a - b).max()
+    assert d < tol, f"{what}: max |dlogit| = {d:.3g} >= {tol}"
+    assert (a.argmax(1) == b.argmax(1)).all(), f"{what}: argmax differs"
+
+
+@pytest.mark.parametrize("preset", DS)
+def test_absorbed_equals_decompressed(preset):
+    m = model(preset)
+    a = mat(logits(m, TOKENS, "--mla", "absorbed"))
+    d = mat(logits(m, TOKENS, "--mla", "decompressed"))
+    assert_close(a, d, 1e-4, f"{preset} absorbed vs decompressed")
+
+
+@pytest.mark.parametrize("preset", ALL)
+def test_batch_equals_step(preset):
+    m = model(preset)
+    a = mat(logits(m, TOKENS))
+    s = mat(logits(m, TOKENS, "--step"))
+    assert_close(a, s, 1e-4, f"{preset} prefill vs token-by-token")
+
+
+@pytest.mark.parametrize("preset", ["tiny-v2lite", "tiny-llama"])
+def test_fork_equals_plain(preset):
+    m = model(preset)
+    a = mat(logits(m, TOKENS))
+    f = mat(logits(m, TOKENS, "--fork", "17"))
+    assert_close(a, f, 1e-4, f"{preset} forked prefix")
+
+
+@pytest.mark.parametrize("preset", ALL)
+def test_hf_equals_gguf(preset):
+    g = mat(logits(model(preset, "gguf"), TOKENS))
+    h = mat(logits(model(preset, "hf"), TOKENS))
+    assert_close(g, h, 1e-4, f"{preset} HF vs GGUF")
+
+
+def test_sharded_hf_equals_single():
+    a = mat(logits(model("tiny-v2lite", "hf"), TOKENS))
+    b = mat(logits(model("tiny-v2lite", "hf", extra=("--shard-mb", "1")), TOKENS))
+    assert_close(a, b, 1e-6, "sharded HF")
+
+
+@pytest.mark.parametrize("preset", DS)
+def test_legacy_kvb_equals_split(preset):
+    a = mat(logits(model(preset), TOKENS))
+    b = mat(logits(model(preset, extra=("--legacy-kvb",)), TOKENS))
+    assert_close(a, b, 1e-4, f"{preset} legacy attn_kv_b vs split")
+
+
+def test_threads_agree():
+    m = model("tiny-v2")
+    a = mat(logits(m, TOKENS, "-t", "1"))
+    b = mat(logits(m, TOKENS, "-t", "2"))
+    assert_close(a, b, 1e-5, "1 vs 2 threads")
+
+
+# Quantized weights vs the same model in f32: the difference is the
+# quantization error itself. Tolerances: logits have std ~4 on these
+# presets; the bound is on the RMS difference relative to the logit RMS, and
+# top-1 must agree on most positions.
+QTOL = {"f16": 0.003, "bf16": 0.02, "q8_0": 0.03, "q6_k": 0.06, "q5_k": 0.12, "q4_k": 0.2, "q4_0": 0.25}
+
+
+@pytest.mark.parametrize("typ", list(QTOL))
+@pytest.mark.parametrize("preset", ["tiny-v2lite", "tiny-llama"])
+def test_quant_close_to_f32(preset, typ):
+    f = mat(logits(model(preset), TOKENS))
+    q = mat(logits(model(preset, typ=typ), TOKENS))
+    rel = np.sqrt(((f - q) ** 2).mean()) / np.sqrt((f ** 2).mean())
+    agree = (f.argmax(1) == q.argmax(1)).mean()
+    assert rel < QTOL[typ], f"{preset} {typ}: relative RMS error {rel:.4f} >= {QTOL[typ]}"
+    assert agree >= 0.8, f"{preset} {typ}: top-1 agrees on only {agree:.0%} of positions"
