@@ -365,7 +365,7 @@ lode_status lode__gen_vocab_to_hf(const lode_gen_vocab *v, const char *dir, lode
                          1, "special_tokens", b, "id", b, "ids", (json_int_t)v->bos, "tokens", b);
     }
     json_t *root = json_pack(
-        "{s:s, s:n, s:n, s:o, s:n, s:o, s:o, s:o, s:{s:s, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:o}}", "version", "1.0",
+        "{s:s, s:n, s:n, s:o, s:n, s:o, s:o, s:o, s:{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:o}}", "version", "1.0",
         "truncation", "padding", "added_tokens", added, "normalizer", "pre_tokenizer", pre_tokenizer(v->pre),
         "post_processor", post,
         "decoder", json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 1, "trim_offsets", 1, "use_regex", 1),

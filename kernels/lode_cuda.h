@@ -1,6 +1,6 @@
 /*
  * lode_cuda.h — the CUDA backend's thin C interface (no CUDA types). Built
- * from kernels/*.cu when nvcc is present; otherwise kernels/cuda_none.c
+ * from the kernels/ .cu files when nvcc is present; otherwise kernels/cuda_none.c
  * provides the same functions reporting that CUDA is not compiled in.
  */
 #ifndef LODE_CUDA_H

