@@ -492,7 +492,10 @@ static void gguf_config_keys(const lode_config *c, lode_gguf_writer *w, bool leg
         return;
     }
     lode_gguf_writer_set_u32(w, KEY("attention.head_count_kv"), legacy ? (uint32_t)c->n_head : 1);
-    if (c->q_lora_rank > 0) lode_gguf_writer_set_u32(w, KEY("attention.q_lora_rank"), (uint32_t)c->q_lora_rank);
+    /* Written as 0 when absent: llama.cpp requires the key unless the model
+     * has exactly 27 layers (its old "is_lite" rule); lode decides q-LoRA
+     * by tensor presence. */
+    lode_gguf_writer_set_u32(w, KEY("attention.q_lora_rank"), (uint32_t)c->q_lora_rank);
     lode_gguf_writer_set_u32(w, KEY("attention.kv_lora_rank"), (uint32_t)c->kv_lora_rank);
     if (legacy) {
         lode_gguf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)(c->qk_nope_dim + c->qk_rope_dim));

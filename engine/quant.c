@@ -1,0 +1,947 @@
+/*
+ * quant.c — element types: f16/bf16 conversion, GGML-compatible block
+ * dequantizers and reference quantizers, the scalar reference dot product,
+ * and the row kernels (lode_matvec_rows / lode_matmul_rows) the matmuls call.
+ *
+ * Layouts live in quant_blocks.h. The dequantizers reproduce GGML's
+ * dequantize_row_* results bit for bit: the same f32 operations in the same
+ * order (this file must be built without FP contraction, which -std=c11
+ * gives with GCC, and without -ffast-math).
+ *
+ * Row kernels: one scalar, one AVX2 (+FMA+F16C) and one AVX-512 version,
+ * compiled with per-function target attributes and chosen at run time from
+ * __builtin_cpu_supports and the LODE_CPU environment variable. The level is
+ * the only global state: an atomic written at first use (or by
+ * lode_quant_set_cpu_level in tests). lode_matmul_rows dequantizes a tile of
+ * weight rows into a per-thread 256 KiB scratch (pthread key, freed at
+ * thread exit) and reuses it for every token.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lode_base.h"
+#include "lode_quant.h"
+#include "quant_blocks.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define LODE_X86 1
+#include <immintrin.h>
+#else
+#define LODE_X86 0
+#endif
+
+// ---- f16 / bf16 ---------------------------------------------------------
+
+static inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float lode_f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    const uint32_t exp = (h >> 10) & 0x1F;
+    const uint32_t mant = h & 0x3FF;
+    if (exp == 0) {
+        /* Zero or subnormal: mant * 2^-24 is exact in f32. */
+        const float v = (float)mant * 0x1p-24f;
+        return bits_f32(sign | f32_bits(v));
+    }
+    if (exp == 31) return bits_f32(sign | 0x7F800000u | (mant << 13)); /* inf, NaN (payload kept) */
+    return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+/* Round to nearest even, overflow to inf, subnormals kept, NaN stays NaN
+ * (quiet, top payload bits kept). Matches the F16C instruction. */
+uint16_t lode_f32_to_f16(float f) {
+    uint32_t x = f32_bits(f);
+    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    x &= 0x7FFFFFFFu;
+    if (x >= 0x7F800000u) {
+        if (x == 0x7F800000u) return sign | 0x7C00;
+        return (uint16_t)(sign | 0x7E00 | ((x >> 13) & 0x3FF));
+    }
+    if (x >= 0x477FF000u) return sign | 0x7C00; /* >= 65520 rounds to inf */
+    if (x < 0x38800000u) {
+        /* Below 2^-14: the result is subnormal (or zero). Adding 0.5 makes
+         * the FPU round the value to a multiple of 2^-24 in its low bits. */
+        const float v = bits_f32(x) + 0.5f;
+        return (uint16_t)(sign | (uint16_t)(f32_bits(v) - 0x3F000000u));
+    }
+    /* Normal: rebias the exponent and round the 13 dropped bits. */
+    const uint32_t odd = (x >> 13) & 1;
+    x += 0xC8000000u /* (15 - 127) << 23 */ + 0xFFF + odd;
+    return (uint16_t)(sign | (x >> 13));
+}
+
+float lode_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+
+uint16_t lode_f32_to_bf16(float f) {
+    const uint32_t x = f32_bits(f);
+    if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+    return (uint16_t)((x + 0x7FFF + ((x >> 16) & 1)) >> 16);
+}
+
+// ---- dequantizers (bit-exact with GGML) --------------------------------
+
+static void f32_to_f32(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
+
+static void f16_to_f32_row(const void *src, float *dst, int64_t n) {
+    const uint16_t *s = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = lode_f16_to_f32(s[i]);
+}
+
+static void bf16_to_f32_row(const void *src, float *dst, int64_t n) {
+    const uint16_t *s = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = lode_bf16_to_f32(s[i]);
+}
+
+static void q8_0_to_f32(const void *src, float *y, int64_t n) {
+    const lode_block_q8_0 *b = src;
+    for (int64_t i = 0; i < n / LODE_QK8_0; i++, y += LODE_QK8_0) {
+        const float d = lode_f16_to_f32(b[i].d);
+        for (int j = 0; j < LODE_QK8_0; j++) y[j] = (float)b[i].qs[j] * d;
+    }
+}
+
+static void q4_0_to_f32(const void *src, float *y, int64_t n) {
+    const lode_block_q4_0 *b = src;
+    for (int64_t i = 0; i < n / LODE_QK4_0; i++, y += LODE_QK4_0) {
+        const float d = lode_f16_to_f32(b[i].d);
+        for (int j = 0; j < LODE_QK4_0 / 2; j++) {
+            y[j] = (float)((b[i].qs[j] & 0xF) - 8) * d;
+            y[j + 16] = (float)((b[i].qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+static void q4_k_to_f32(const void *src, float *y, int64_t n) {
+    const lode_block_q4_k *b = src;
+    for (int64_t i = 0; i < n / LODE_QK_K; i++) {
+        const float d = lode_f16_to_f32(b[i].d), dmin = lode_f16_to_f32(b[i].dmin);
+        const uint8_t *q = b[i].qs;
+        for (int c = 0; c < 4; c++, q += 32) {
+            uint8_t sc, m;
+            lode_q4k_scale_min(2 * c, b[i].scales, &sc, &m);
+            const float d1 = d * (float)sc, m1 = dmin * (float)m;
+            lode_q4k_scale_min(2 * c + 1, b[i].scales, &sc, &m);
+            const float d2 = d * (float)sc, m2 = dmin * (float)m;
+            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+        }
+    }
+}
+
+static void q5_k_to_f32(const void *src, float *y, int64_t n) {
+    const lode_block_q5_k *b = src;
+    for (int64_t i = 0; i < n / LODE_QK_K; i++) {
+        const float d = lode_f16_to_f32(b[i].d), dmin = lode_f16_to_f32(b[i].dmin);
+        const uint8_t *ql = b[i].qs, *qh = b[i].qh;
+        for (int c = 0; c < 4; c++, ql += 32) {
+            uint8_t sc, m;
+            lode_q4k_scale_min(2 * c, b[i].scales, &sc, &m);
+            const float d1 = d * (float)sc, m1 = dmin * (float)m;
+            lode_q4k_scale_min(2 * c + 1, b[i].scales, &sc, &m);
+            const float d2 = d * (float)sc, m2 = dmin * (float)m;
+            const uint8_t u1 = (uint8_t)(1u << (2 * c)), u2 = (uint8_t)(2u << (2 * c));
+            for (int l = 0; l < 32; l++) *y++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+        }
+    }
+}
+
+static void q6_k_to_f32(const void *src, float *y, int64_t n) {
+    const lode_block_q6_k *b = src;
+    for (int64_t i = 0; i < n / LODE_QK_K; i++) {
+        const float d = lode_f16_to_f32(b[i].d);
+        const uint8_t *ql = b[i].ql, *qh = b[i].qh;
+        const int8_t *sc = b[i].scales;
+        for (int h = 0; h < 2; h++, y += 128, ql += 64, qh += 32, sc += 8) {
+            for (int l = 0; l < 32; l++) {
+                const int is = l / 16;
+                const int q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = d * (float)sc[is] * (float)q1;
+                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+            }
+        }
+    }
+}
+
+// ---- reference quantizers ----------------------------------------------
+// Inputs must be finite. Q8_0 and Q4_0 follow GGML's reference quantizer
+// exactly; the K-quants use lode's own scale search (below).
+
+static void f32_from_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
+
+static void f16_from_f32(const float *src, void *dst, int64_t n) {
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = lode_f32_to_f16(src[i]);
+}
+
+static void bf16_from_f32(const float *src, void *dst, int64_t n) {
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = lode_f32_to_bf16(src[i]);
+}
+
+static void q8_0_from_f32(const float *x, void *dst, int64_t n) {
+    lode_block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / LODE_QK8_0; i++, x += LODE_QK8_0) {
+        float amax = 0.0f;
+        for (int j = 0; j < LODE_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = lode_f32_to_f16(d);
+        for (int j = 0; j < LODE_QK8_0; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+static void q4_0_from_f32(const float *x, void *dst, int64_t n) {
+    lode_block_q4_0 *b = dst;
+    for (int64_t i = 0; i < n / LODE_QK4_0; i++, x += LODE_QK4_0) {
+        /* The signed value of largest magnitude maps to -8, so the extra
+         * negative level is used. */
+        float amax = 0.0f, vmax = 0.0f;
+        for (int j = 0; j < LODE_QK4_0; j++)
+            if (fabsf(x[j]) > amax) amax = fabsf(x[j]), vmax = x[j];
+        const float d = vmax / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = lode_f32_to_f16(d);
+        for (int j = 0; j < 16; j++) {
+            int q0 = (int)(int8_t)(x[j] * id + 8.5f), q1 = (int)(int8_t)(x[j + 16] * id + 8.5f);
+            q0 = q0 > 15 ? 15 : q0;
+            q1 = q1 > 15 ? 15 : q1;
+            b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+}
+
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Least-squares x ~= a*L + b over n points for fixed integer L, with b <= 0
+ * (K-quant mins are stored as a non-negative amount to subtract). Returns
+ * the squared error, or INFINITY when the fit would need a < 0. */
+static double fit_affine_ls(const float *x, const uint8_t *L, int n, float *pa, float *pb) {
+    double sl = 0, sll = 0, sx = 0, slx = 0, sxx = 0;
+    for (int i = 0; i < n; i++) {
+        sl += L[i], sll += (double)L[i] * L[i], sx += x[i], slx += (double)L[i] * x[i];
+        sxx += (double)x[i] * x[i];
+    }
+    const double D = n * sll - sl * sl;
+    double a, b;
+    if (D <= 0) { /* every L equal: only one of a, b is determined */
+        if (sll > 0)
+            a = slx / sll, b = 0;
+        else
+            a = 0, b = sx / n < 0 ? sx / n : 0;
+    } else {
+        a = (n * slx - sl * sx) / D, b = (sll * sx - sl * slx) / D;
+        if (b > 0) b = 0, a = slx / sll;
+    }
+    if (a < 0) return INFINITY;
+    *pa = (float)a, *pb = (float)b;
+    double err = sxx - 2 * a * slx - 2 * b * sx + a * a * sll + 2 * a * b * sl + n * b * b;
+    return err < 0 ? 0 : err;
+}
+
+/* Scale/min search for one K-quant sub-block: x ~= a*L - m, L in [0, nmax],
+ * a >= 0, m >= 0. Tries a range of grid spacings around (max - min)/nmax,
+ * refits a and m by least squares for each, then refines by requantizing
+ * against the best fit. */
+static void search_scale_min(const float *x, int n, int nmax, float *pa, float *pm) {
+    float lo = x[0], hi = x[0];
+    for (int i = 1; i < n; i++) lo = fminf(lo, x[i]), hi = fmaxf(hi, x[i]);
+    if (lo > 0) lo = 0;
+    *pa = 0.0f, *pm = -lo;
+    if (!(hi > lo)) return;
+    uint8_t L[LODE_QK_K];
+    double best = INFINITY;
+    for (int k = -4; k <= 12; k++) {
+        const float iscale = ((float)nmax + 0.1f * (float)k) / (hi - lo);
+        for (int i = 0; i < n; i++) L[i] = (uint8_t)clampi((int)lrintf((x[i] - lo) * iscale), 0, nmax);
+        float a, b;
+        const double err = fit_affine_ls(x, L, n, &a, &b);
+        if (err < best) best = err, *pa = a, *pm = -b;
+    }
+    for (int it = 0; it < 3 && *pa > 0; it++) {
+        for (int i = 0; i < n; i++) L[i] = (uint8_t)clampi((int)lrintf((x[i] + *pm) / *pa), 0, nmax);
+        float a, b;
+        const double err = fit_affine_ls(x, L, n, &a, &b);
+        if (!(err < best)) break;
+        best = err, *pa = a, *pm = -b;
+    }
+}
+
+/* Shared by Q4_K and Q5_K: pick 6-bit scales/mins for 8 sub-blocks of 32 and
+ * the per-element levels L[256] in [0, nmax]. */
+static void quantize_k_affine(const float *x, int nmax, uint16_t *hd, uint16_t *hdmin, uint8_t scales[12],
+                              uint8_t L[LODE_QK_K]) {
+    float a[8], m[8], amax = 0, mmax = 0;
+    for (int j = 0; j < 8; j++) {
+        search_scale_min(x + 32 * j, 32, nmax, &a[j], &m[j]);
+        amax = fmaxf(amax, a[j]), mmax = fmaxf(mmax, m[j]);
+    }
+    *hd = lode_f32_to_f16(amax / 63.0f);
+    *hdmin = lode_f32_to_f16(mmax / 63.0f);
+    const float d = lode_f16_to_f32(*hd), dmin = lode_f16_to_f32(*hdmin);
+    uint8_t ls[8], lm[8];
+    for (int j = 0; j < 8; j++) {
+        ls[j] = (uint8_t)(d > 0 ? clampi((int)lrintf(a[j] / d), 0, 63) : 0);
+        lm[j] = (uint8_t)(dmin > 0 ? clampi((int)lrintf(m[j] / dmin), 0, 63) : 0);
+    }
+    memset(scales, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            scales[j] |= ls[j];
+            scales[j + 4] |= lm[j];
+        } else {
+            scales[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+            scales[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            scales[j] |= (uint8_t)((lm[j] >> 4) << 6);
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        const float s = d * (float)ls[j], mn = dmin * (float)lm[j];
+        for (int l = 0; l < 32; l++) {
+            const float v = x[32 * j + l];
+            L[32 * j + l] = (uint8_t)(s > 0 ? clampi((int)lrintf((v + mn) / s), 0, nmax) : 0);
+        }
+    }
+}
+
+static void q4_k_from_f32(const float *x, void *dst, int64_t n) {
+    lode_block_q4_k *b = dst;
+    uint8_t L[LODE_QK_K];
+    for (int64_t i = 0; i < n / LODE_QK_K; i++, x += LODE_QK_K) {
+        quantize_k_affine(x, 15, &b[i].d, &b[i].dmin, b[i].scales, L);
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++)
+                b[i].qs[32 * c + l] = (uint8_t)(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+    }
+}
+
+static void q5_k_from_f32(const float *x, void *dst, int64_t n) {
+    lode_block_q5_k *b = dst;
+    uint8_t L[LODE_QK_K];
+    for (int64_t i = 0; i < n / LODE_QK_K; i++, x += LODE_QK_K) {
+        quantize_k_affine(x, 31, &b[i].d, &b[i].dmin, b[i].scales, L);
+        memset(b[i].qh, 0, sizeof b[i].qh);
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                const int q0 = L[64 * c + l], q1 = L[64 * c + 32 + l];
+                b[i].qs[32 * c + l] = (uint8_t)((q0 & 0xF) | ((q1 & 0xF) << 4));
+                b[i].qh[l] |= (uint8_t)(((q0 >> 4) << (2 * c)) | ((q1 >> 4) << (2 * c + 1)));
+            }
+    }
+}
+
+/* Symmetric search for one Q6_K sub-block: x ~= a*L, L in [-32, 31]. The
+ * element of largest magnitude starts on level -32 (the extra level); grid
+ * spacings around that are tried and a refit by least squares. */
+static float search_scale_sym(const float *x, int n) {
+    float amax = 0, vmax = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), vmax = x[i];
+    if (amax == 0) return 0;
+    double best = INFINITY;
+    float best_a = vmax / -32.0f;
+    for (int k = -6; k <= 6; k++) {
+        const float iscale = -(32.0f + 0.25f * (float)k) / vmax;
+        double slx = 0, sll = 0, sxx = 0;
+        for (int i = 0; i < n; i++) {
+            const int l = clampi((int)lrintf(x[i] * iscale), -32, 31);
+            slx += (double)l * x[i], sll += (double)l * l, sxx += (double)x[i] * x[i];
+        }
+        if (sll == 0) continue;
+        const double err = sxx - slx * slx / sll;
+        if (err < best) best = err, best_a = (float)(slx / sll);
+    }
+    return best_a;
+}
+
+static void q6_k_from_f32(const float *x, void *dst, int64_t n) {
+    lode_block_q6_k *b = dst;
+    for (int64_t i = 0; i < n / LODE_QK_K; i++, x += LODE_QK_K) {
+        float a[16], amax = 0, vmax = 0;
+        for (int j = 0; j < 16; j++) {
+            a[j] = search_scale_sym(x + 16 * j, 16);
+            if (fabsf(a[j]) > amax) amax = fabsf(a[j]), vmax = a[j];
+        }
+        /* The largest sub-block scale maps to -128 (int8 has one more
+         * negative level). */
+        b[i].d = lode_f32_to_f16(vmax / -128.0f);
+        const float d = lode_f16_to_f32(b[i].d);
+        uint8_t L[LODE_QK_K];
+        for (int j = 0; j < 16; j++) {
+            const int ls = d != 0 ? clampi((int)lrintf(a[j] / d), -128, 127) : 0;
+            b[i].scales[j] = (int8_t)ls;
+            const float s = d * (float)ls;
+            for (int l = 0; l < 16; l++)
+                L[16 * j + l] = (uint8_t)(32 + (s != 0 ? clampi((int)lrintf(x[16 * j + l] / s), -32, 31) : 0));
+        }
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 32; l++) {
+                const int q1 = L[128 * h + l], q2 = L[128 * h + l + 32];
+                const int q3 = L[128 * h + l + 64], q4 = L[128 * h + l + 96];
+                b[i].ql[64 * h + l] = (uint8_t)((q1 & 0xF) | ((q3 & 0xF) << 4));
+                b[i].ql[64 * h + l + 32] = (uint8_t)((q2 & 0xF) | ((q4 & 0xF) << 4));
+                b[i].qh[32 * h + l] = (uint8_t)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+            }
+    }
+}
+
+// ---- type table ---------------------------------------------------------
+
+static const lode_type_traits k_traits[LODE_TYPE_COUNT] = {
+    [LODE_TYPE_F32] = {"f32", 1, 4, false, f32_to_f32, f32_from_f32},
+    [LODE_TYPE_F16] = {"f16", 1, 2, false, f16_to_f32_row, f16_from_f32},
+    [LODE_TYPE_BF16] = {"bf16", 1, 2, false, bf16_to_f32_row, bf16_from_f32},
+    [LODE_TYPE_Q8_0] = {"q8_0", LODE_QK8_0, sizeof(lode_block_q8_0), true, q8_0_to_f32, q8_0_from_f32},
+    [LODE_TYPE_Q4_0] = {"q4_0", LODE_QK4_0, sizeof(lode_block_q4_0), true, q4_0_to_f32, q4_0_from_f32},
+    [LODE_TYPE_Q4_K] = {"q4_k", LODE_QK_K, sizeof(lode_block_q4_k), true, q4_k_to_f32, q4_k_from_f32},
+    [LODE_TYPE_Q5_K] = {"q5_k", LODE_QK_K, sizeof(lode_block_q5_k), true, q5_k_to_f32, q5_k_from_f32},
+    [LODE_TYPE_Q6_K] = {"q6_k", LODE_QK_K, sizeof(lode_block_q6_k), true, q6_k_to_f32, q6_k_from_f32},
+};
+
+/* Names of every GGML type id, supported or not (for messages). */
+static const char *const k_names[LODE_TYPE_COUNT] = {
+    [0] = "f32",      [1] = "f16",     [2] = "q4_0",    [3] = "q4_1",    [6] = "q5_0",    [7] = "q5_1",
+    [8] = "q8_0",     [9] = "q8_1",    [10] = "q2_k",   [11] = "q3_k",   [12] = "q4_k",   [13] = "q5_k",
+    [14] = "q6_k",    [15] = "q8_k",   [16] = "iq2_xxs", [17] = "iq2_xs", [18] = "iq3_xxs", [19] = "iq1_s",
+    [20] = "iq4_nl",  [21] = "iq3_s",  [22] = "iq2_s",  [23] = "iq4_xs", [24] = "i8",     [25] = "i16",
+    [26] = "i32",     [27] = "i64",    [28] = "f64",    [29] = "iq1_m",  [30] = "bf16",   [34] = "tq1_0",
+    [35] = "tq2_0",   [39] = "mxfp4",
+};
+
+const lode_type_traits *lode_type_get(lode_type t) {
+    if ((unsigned)t >= LODE_TYPE_COUNT || !k_traits[t].name) return NULL;
+    return &k_traits[t];
+}
+
+const char *lode_type_name(lode_type t) {
+    static _Thread_local char buf[32];
+    if ((unsigned)t < LODE_TYPE_COUNT && k_names[t]) return k_names[t];
+    snprintf(buf, sizeof buf, "unknown(%d)", (int)t);
+    return buf;
+}
+
+int lode_type_from_name(const char *name) {
+    if (!name) return -1;
+    for (int i = 0; i < LODE_TYPE_COUNT; i++)
+        if (k_names[i] && strcasecmp(k_names[i], name) == 0) return i;
+    return -1;
+}
+
+size_t lode_row_size(lode_type t, int64_t n) {
+    const lode_type_traits *tr = lode_type_get(t);
+    if (!tr || n < 0 || n % tr->block_size) return 0;
+    return (size_t)(n / tr->block_size) * tr->type_size;
+}
+
+// ---- reference dot --------------------------------------------------------
+
+/* Dequantizes block by block (the exact f32 weights) and accumulates the
+ * f32 products in double, so the oracle is more accurate than any kernel it
+ * checks. */
+float lode_vec_dot_f32_ref(lode_type t, const void *row, const float *x, int64_t n) {
+    const lode_type_traits *tr = lode_type_get(t);
+    LODE_ASSERT(tr && n % tr->block_size == 0);
+    const int64_t chunk = tr->block_size == 1 ? 256 : tr->block_size;
+    const size_t chunk_bytes = (size_t)(chunk / tr->block_size) * tr->type_size;
+    float w[LODE_QK_K];
+    double acc = 0;
+    int64_t i = 0;
+    for (const char *p = row; i < n; i += chunk, p += chunk_bytes) {
+        const int64_t m = n - i < chunk ? n - i : chunk;
+        tr->to_f32(p, w, m);
+        for (int64_t j = 0; j < m; j++) acc += (double)w[j] * (double)x[i + j];
+    }
+    return (float)acc;
+}
+
+// ---- row kernels: shared driver -------------------------------------------
+
+/* One instruction-set level: a fused dequantize+dot for one row, a row
+ * dequantizer into f32 (to fill matmul tiles), and an f32 tile product
+ * Y[t][r] (+)= dot(Wt[r], X[t]) over k columns. */
+typedef struct kernel_set {
+    float (*dot)(lode_type t, const void *row, const float *x, int64_t n);
+    void (*deq)(lode_type t, const void *row, float *dst, int64_t n);
+    void (*gemm)(const float *Wt, int64_t ldw, int64_t nr, const float *X, int64_t ldx, int64_t nt, float *Y,
+                 int64_t ldy, int64_t k, bool accumulate);
+} kernel_set;
+
+/* Scalar level: 8 independent f32 lanes so the compiler can keep them in
+ * SSE registers; weights are dequantized one block (<= 256) at a time. */
+static float dot_f32_scalar(const float *w, const float *x, int64_t n) {
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += w[i + j] * x[i + j];
+    for (; i < n; i++) acc[0] += w[i] * x[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+static float dot_scalar(lode_type t, const void *row, const float *x, int64_t n) {
+    if (t == LODE_TYPE_F32) return dot_f32_scalar(row, x, n);
+    const lode_type_traits *tr = &k_traits[t];
+    const int64_t chunk = tr->block_size == 1 ? 256 : tr->block_size;
+    const size_t chunk_bytes = (size_t)(chunk / tr->block_size) * tr->type_size;
+    float w[LODE_QK_K];
+    float acc = 0;
+    int64_t i = 0;
+    for (const char *p = row; i < n; i += chunk, p += chunk_bytes) {
+        const int64_t m = n - i < chunk ? n - i : chunk;
+        tr->to_f32(p, w, m);
+        acc += dot_f32_scalar(w, x + i, m);
+    }
+    return acc;
+}
+
+static void deq_scalar(lode_type t, const void *row, float *dst, int64_t n) { k_traits[t].to_f32(row, dst, n); }
+
+static void gemm_scalar(const float *Wt, int64_t ldw, int64_t nr, const float *X, int64_t ldx, int64_t nt,
+                        float *Y, int64_t ldy, int64_t k, bool accumulate) {
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t r = 0; r < nr; r++) {
+            const float v = dot_f32_scalar(Wt + r * ldw, X + t * ldx, k);
+            Y[t * ldy + r] = accumulate ? Y[t * ldy + r] + v : v;
+        }
+}
+
+static const kernel_set k_scalar = {dot_scalar, deq_scalar, gemm_scalar};
+
+// ---- AVX-512 level ---------------------------------------------------------
+// Each block decoder is written once per type and used in two modes: dot
+// (fused dequantize + FMA with x, for matvec) and store (dequantize into a
+// matmul tile). `dot` is a compile-time constant after inlining. In store
+// mode the f32 operations are GGML's (bit-exact); in dot mode K-quant
+// weights use one fused multiply-subtract.
+
+#if LODE_X86
+#define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define AI512 static inline __attribute__((always_inline)) TGT512
+
+#define SINK512(k, w, off)                                                        \
+    do {                                                                          \
+        if (dot)                                                                  \
+            acc[k] = _mm512_fmadd_ps((w), _mm512_loadu_ps(x + (off)), acc[k]);    \
+        else                                                                      \
+            _mm512_storeu_ps(dst + (off), (w));                                   \
+    } while (0)
+
+AI512 __m512i ld_u8x16(const uint8_t *p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)); }
+
+AI512 float hsum4_512(const __m512 *acc) {
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+}
+
+/* K-quant weights d1*q - m1: fused in dot mode, GGML's two roundings when
+ * storing. */
+AI512 __m512 kq_w512(__m512i q, __m512 d1, __m512 m1, const int dot) {
+    const __m512 qf = _mm512_cvtepi32_ps(q);
+    return dot ? _mm512_fmsub_ps(qf, d1, m1) : _mm512_sub_ps(_mm512_mul_ps(qf, d1), m1);
+}
+
+AI512 float row_q8_0_512(const void *src, int64_t n, const float *x, float *dst, const int dot) {
+    const lode_block_q8_0 *b = src;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const int64_t nb = n / LODE_QK8_0;
+    for (int64_t i = 0; i < nb; i++) {
+        const __m512 d = _mm512_set1_ps(_cvtsh_ss(b[i].d));
+        const __m512i q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b[i].qs));
+        const __m512i q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b[i].qs + 16)));
+        const int k = (int)(i & 1) * 2;
+        SINK512(k, _mm512_mul_ps(_mm512_cvtepi32_ps(q0), d), 32 * i);
+        SINK512(k + 1, _mm512_mul_ps(_mm512_cvtepi32_ps(q1), d), 32 * i + 16);
+    }
+    return dot ? hsum4_512(acc) : 0.0f;
+}
+
+AI512 float row_q4_0_512(const void *src, int64_t n, const float *x, float *dst, const int dot) {
+    const lode_block_q4_0 *b = src;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const __m512i m4 = _mm512_set1_epi32(0xF), c8 = _mm512_set1_epi32(8);
+    const int64_t nb = n / LODE_QK4_0;
+    for (int64_t i = 0; i < nb; i++) {
+        const __m512 d = _mm512_set1_ps(_cvtsh_ss(b[i].d));
+        const __m512i v = ld_u8x16(b[i].qs);
+        const __m512i lo = _mm512_sub_epi32(_mm512_and_si512(v, m4), c8);
+        const __m512i hi = _mm512_sub_epi32(_mm512_srli_epi32(v, 4), c8);
+        const int k = (int)(i & 1) * 2;
+        SINK512(k, _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), 32 * i);
+        SINK512(k + 1, _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d), 32 * i + 16);
+    }
+    return dot ? hsum4_512(acc) : 0.0f;
+}
+
+/* Q4_K and Q5_K share everything but the fifth bit (qh == NULL for Q4_K). */
+AI512 void kq_block512(const uint8_t *scales, float d, float dmin, const uint8_t *qs, const uint8_t *qh,
+                       const float *x, float *dst, __m512 *acc, const int dot) {
+    const __m512i m4 = _mm512_set1_epi32(0xF), c16 = _mm512_set1_epi32(16);
+    __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+    if (qh) h0 = ld_u8x16(qh), h1 = ld_u8x16(qh + 16);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        uint8_t sc, m;
+        lode_q4k_scale_min(2 * c, scales, &sc, &m);
+        const __m512 d1 = _mm512_set1_ps(d * (float)sc), m1 = _mm512_set1_ps(dmin * (float)m);
+        lode_q4k_scale_min(2 * c + 1, scales, &sc, &m);
+        const __m512 d2 = _mm512_set1_ps(d * (float)sc), m2 = _mm512_set1_ps(dmin * (float)m);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m512i v = ld_u8x16(qs + 32 * c + 16 * h);
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_srli_epi32(v, 4);
+            if (qh) {
+                const __m512i hb = h ? h1 : h0;
+                lo = _mm512_mask_or_epi32(lo, _mm512_test_epi32_mask(hb, _mm512_set1_epi32(1 << (2 * c))), lo, c16);
+                hi = _mm512_mask_or_epi32(hi, _mm512_test_epi32_mask(hb, _mm512_set1_epi32(2 << (2 * c))), hi, c16);
+            }
+            SINK512(h, kq_w512(lo, d1, m1, dot), 64 * c + 16 * h);
+            SINK512(2 + h, kq_w512(hi, d2, m2, dot), 64 * c + 32 + 16 * h);
+        }
+    }
+}
+
+AI512 float row_q4_k_512(const void *src, int64_t n, const float *x, float *dst, const int dot) {
+    const lode_block_q4_k *b = src;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t i = 0; i < n / LODE_QK_K; i++)
+        kq_block512(b[i].scales, _cvtsh_ss(b[i].d), _cvtsh_ss(b[i].dmin), b[i].qs, NULL, dot ? x + 256 * i : x,
+                    dot ? dst : dst + 256 * i, acc, dot);
+    return dot ? hsum4_512(acc) : 0.0f;
+}
+
+AI512 float row_q5_k_512(const void *src, int64_t n, const float *x, float *dst, const int dot) {
+    const lode_block_q5_k *b = src;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t i = 0; i < n / LODE_QK_K; i++)
+        kq_block512(b[i].scales, _cvtsh_ss(b[i].d), _cvtsh_ss(b[i].dmin), b[i].qs, b[i].qh,
+                    dot ? x + 256 * i : x, dot ? dst : dst + 256 * i, acc, dot);
+    return dot ? hsum4_512(acc) : 0.0f;
+}
+
+AI512 float row_q6_k_512(const void *src, int64_t n, const float *x, float *dst, const int dot) {
+    const lode_block_q6_k *b = src;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const __m512i m4 = _mm512_set1_epi32(0xF), m30 = _mm512_set1_epi32(0x30), c32 = _mm512_set1_epi32(32);
+    for (int64_t i = 0; i < n / LODE_QK_K; i++) {
+        const float d = _cvtsh_ss(b[i].d);
+        const int64_t o = 256 * i;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++)
+#pragma GCC unroll 2
+            for (int g = 0; g < 2; g++) {
+                const __m512i a = ld_u8x16(b[i].ql + 64 * h + 16 * g);
+                const __m512i c = ld_u8x16(b[i].ql + 64 * h + 32 + 16 * g);
+                const __m512i hq = ld_u8x16(b[i].qh + 32 * h + 16 * g);
+                const __m512i q1 = _mm512_or_si512(_mm512_and_si512(a, m4), _mm512_and_si512(_mm512_slli_epi32(hq, 4), m30));
+                const __m512i q2 = _mm512_or_si512(_mm512_and_si512(c, m4), _mm512_and_si512(_mm512_slli_epi32(hq, 2), m30));
+                const __m512i q3 = _mm512_or_si512(_mm512_srli_epi32(a, 4), _mm512_and_si512(hq, m30));
+                const __m512i q4 = _mm512_or_si512(_mm512_srli_epi32(c, 4), _mm512_and_si512(_mm512_srli_epi32(hq, 2), m30));
+                const int8_t *sc = b[i].scales + 8 * h + g;
+                const int64_t e = o + 128 * h + 16 * g;
+                SINK512(0, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[0]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q1, c32))), e);
+                SINK512(1, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[2]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q2, c32))), e + 32);
+                SINK512(2, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[4]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q3, c32))), e + 64);
+                SINK512(3, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[6]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q4, c32))), e + 96);
+            }
+    }
+    return dot ? hsum4_512(acc) : 0.0f;
+}
+
+/* Float types: 16 elements per step, masked tail. kind 0 = f32, 1 = f16,
+ * 2 = bf16. */
+AI512 __m512 ld_float512(const void *src, int64_t i, int kind) {
+    if (kind == 0) return _mm512_loadu_ps((const float *)src + i);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i));
+    if (kind == 1) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+AI512 __m512 ld_float512_tail(const void *src, int64_t i, __mmask16 k, int kind) {
+    if (kind == 0) return _mm512_maskz_loadu_ps(k, (const float *)src + i);
+    const __m256i h = _mm256_maskz_loadu_epi16(k, (const uint16_t *)src + i);
+    if (kind == 1) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+AI512 float row_float512(const void *src, int64_t n, const float *x, float *dst, const int dot, int kind) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) SINK512(k, ld_float512(src, i + 16 * k, kind), i + 16 * k);
+    }
+    for (; i + 16 <= n; i += 16) SINK512(0, ld_float512(src, i, kind), i);
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 w = ld_float512_tail(src, i, k, kind);
+        if (dot)
+            acc[1] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(k, x + i), acc[1]);
+        else
+            _mm512_mask_storeu_ps(dst + i, k, w);
+    }
+    return dot ? hsum4_512(acc) : 0.0f;
+}
+
+static TGT512 float dot_avx512(lode_type t, const void *row, const float *x, int64_t n) {
+    switch (t) {
+    case LODE_TYPE_F32: return row_float512(row, n, x, NULL, 1, 0);
+    case LODE_TYPE_F16: return row_float512(row, n, x, NULL, 1, 1);
+    case LODE_TYPE_BF16: return row_float512(row, n, x, NULL, 1, 2);
+    case LODE_TYPE_Q8_0: return row_q8_0_512(row, n, x, NULL, 1);
+    case LODE_TYPE_Q4_0: return row_q4_0_512(row, n, x, NULL, 1);
+    case LODE_TYPE_Q4_K: return row_q4_k_512(row, n, x, NULL, 1);
+    case LODE_TYPE_Q5_K: return row_q5_k_512(row, n, x, NULL, 1);
+    case LODE_TYPE_Q6_K: return row_q6_k_512(row, n, x, NULL, 1);
+    default: return dot_scalar(t, row, x, n);
+    }
+}
+
+static TGT512 void deq_avx512(lode_type t, const void *row, float *dst, int64_t n) {
+    switch (t) {
+    case LODE_TYPE_F32: row_float512(row, n, NULL, dst, 0, 0); break;
+    case LODE_TYPE_F16: row_float512(row, n, NULL, dst, 0, 1); break;
+    case LODE_TYPE_BF16: row_float512(row, n, NULL, dst, 0, 2); break;
+    case LODE_TYPE_Q8_0: row_q8_0_512(row, n, NULL, dst, 0); break;
+    case LODE_TYPE_Q4_0: row_q4_0_512(row, n, NULL, dst, 0); break;
+    case LODE_TYPE_Q4_K: row_q4_k_512(row, n, NULL, dst, 0); break;
+    case LODE_TYPE_Q5_K: row_q5_k_512(row, n, NULL, dst, 0); break;
+    case LODE_TYPE_Q6_K: row_q6_k_512(row, n, NULL, dst, 0); break;
+    default: deq_scalar(t, row, dst, n); break;
+    }
+}
+
+/* Register-blocked f32 tile product: RB rows x TB tokens of accumulators,
+ * each 16 wide, summed horizontally at the end. */
+AI512 void gemm_block512(const float *Wt, int64_t ldw, const float *X, int64_t ldx, float *Y, int64_t ldy,
+                         int64_t k, bool accumulate, const int RB, const int TB) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) acc[r][t] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        __m512 xv[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) xv[t] = _mm512_loadu_ps(X + t * ldx + i);
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const __m512 w = _mm512_loadu_ps(Wt + r * ldw + i);
+#pragma GCC unroll 4
+            for (int t = 0; t < TB; t++) acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
+        }
+    }
+    if (i < k) {
+        const __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
+        __m512 xv[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) xv[t] = _mm512_maskz_loadu_ps(m, X + t * ldx + i);
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const __m512 w = _mm512_maskz_loadu_ps(m, Wt + r * ldw + i);
+#pragma GCC unroll 4
+            for (int t = 0; t < TB; t++) acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) {
+            const float v = _mm512_reduce_add_ps(acc[r][t]);
+            Y[t * ldy + r] = accumulate ? Y[t * ldy + r] + v : v;
+        }
+}
+
+static TGT512 void gemm_avx512(const float *Wt, int64_t ldw, int64_t nr, const float *X, int64_t ldx, int64_t nt,
+                               float *Y, int64_t ldy, int64_t k, bool accumulate) {
+    int64_t t = 0;
+    for (; t + 4 <= nt; t += 4) {
+        int64_t r = 0;
+        for (; r + 4 <= nr; r += 4)
+            gemm_block512(Wt + r * ldw, ldw, X + t * ldx, ldx, Y + t * ldy + r, ldy, k, accumulate, 4, 4);
+        for (; r < nr; r++)
+            gemm_block512(Wt + r * ldw, ldw, X + t * ldx, ldx, Y + t * ldy + r, ldy, k, accumulate, 1, 4);
+    }
+    const int64_t left = nt - t;
+    if (!left) return;
+    int64_t r = 0;
+    for (; r + 4 <= nr; r += 4) {
+        const float *w = Wt + r * ldw;
+        float *y = Y + t * ldy + r;
+        if (left == 1) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 4, 1);
+        else if (left == 2) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 4, 2);
+        else gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 4, 3);
+    }
+    for (; r < nr; r++) {
+        const float *w = Wt + r * ldw;
+        float *y = Y + t * ldy + r;
+        if (left == 1) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 1, 1);
+        else if (left == 2) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 1, 2);
+        else gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 1, 3);
+    }
+}
+
+static const kernel_set k_avx512 = {dot_avx512, deq_avx512, gemm_avx512};
+#else
+#define k_avx512 k_scalar
+#endif
+
+#define k_avx2 k_scalar
+
+// ---- dispatch ---------------------------------------------------------------
+
+static atomic_int g_level = -1; /* lode_cpu_level, -1 until first use */
+
+static lode_cpu_level cpu_max_level(void) {
+#if LODE_X86 && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return LODE_CPU_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return LODE_CPU_AVX2;
+#endif
+    return LODE_CPU_SCALAR;
+}
+
+const char *lode_cpu_level_name(lode_cpu_level level) {
+    switch (level) {
+    case LODE_CPU_SCALAR: return "scalar";
+    case LODE_CPU_AVX2: return "avx2";
+    case LODE_CPU_AVX512: return "avx512";
+    }
+    return "unknown";
+}
+
+lode_cpu_level lode_quant_cpu_level(void) {
+    int lv = atomic_load_explicit(&g_level, memory_order_relaxed);
+    if (lv >= 0) return (lode_cpu_level)lv;
+    /* Racing first calls compute the same value; storing it twice is fine. */
+    lode_cpu_level best = cpu_max_level();
+    const char *env = getenv("LODE_CPU");
+    if (env && *env) {
+        int want = -1;
+        for (int i = LODE_CPU_SCALAR; i <= LODE_CPU_AVX512; i++)
+            if (strcasecmp(env, lode_cpu_level_name((lode_cpu_level)i)) == 0) want = i;
+        if (want < 0)
+            lode_log(LODE_LOG_WARN, "LODE_CPU=%s not understood (scalar|avx2|avx512); using %s", env,
+                     lode_cpu_level_name(best));
+        else if (want > (int)best)
+            lode_log(LODE_LOG_WARN, "LODE_CPU=%s not supported by this CPU; using %s", env,
+                     lode_cpu_level_name(best));
+        else
+            best = (lode_cpu_level)want;
+    }
+    atomic_store(&g_level, (int)best);
+    return best;
+}
+
+lode_cpu_level lode_quant_set_cpu_level(lode_cpu_level level) {
+    const lode_cpu_level max = cpu_max_level();
+    if ((int)level < LODE_CPU_SCALAR) level = LODE_CPU_SCALAR;
+    if (level > max) level = max;
+    atomic_store(&g_level, (int)level);
+    return level;
+}
+
+static const kernel_set *kernels(void) {
+    switch (lode_quant_cpu_level()) {
+    case LODE_CPU_AVX512: return &k_avx512;
+    case LODE_CPU_AVX2: return &k_avx2;
+    default: return &k_scalar;
+    }
+}
+
+// ---- public row kernels -------------------------------------------------------
+
+void lode_matvec_rows(lode_type t, const void *W, int64_t ncols, const float *x, float *y, int64_t r0,
+                      int64_t r1) {
+    const size_t rs = lode_row_size(t, ncols);
+    LODE_ASSERT(rs > 0 || ncols == 0);
+    const kernel_set *ks = kernels();
+    for (int64_t r = r0; r < r1; r++) y[r] = ks->dot(t, (const char *)W + (size_t)r * rs, x, ncols);
+}
+
+/* Per-thread dequantization tile: TILE_FLOATS f32 (256 KiB, sized to sit in
+ * L2), allocated on a thread's first multi-token call and released by the
+ * pthread key destructor when the thread exits. */
+#define TILE_FLOATS (64 * 1024)
+#define TILE_MAX_K 2048
+
+static pthread_key_t g_tile_key;
+static pthread_once_t g_tile_once = PTHREAD_ONCE_INIT;
+static _Thread_local float *tl_tile;
+
+static void tile_key_init(void) {
+    if (pthread_key_create(&g_tile_key, lode_free) != 0) LODE_ASSERT(!"pthread_key_create failed");
+}
+
+static float *tile_get(void) {
+    if (!tl_tile) {
+        pthread_once(&g_tile_once, tile_key_init);
+        tl_tile = lode_xmalloc(TILE_FLOATS * sizeof(float));
+        pthread_setspecific(g_tile_key, tl_tile);
+    }
+    return tl_tile;
+}
+
+void lode_matmul_rows(lode_type t, const void *W, int64_t ncols, const float *X, int64_t ldx, int64_t ntok,
+                      float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    if (ntok <= 0 || r1 <= r0) return;
+    if (ntok == 1) {
+        lode_matvec_rows(t, W, ncols, X, Y, r0, r1);
+        return;
+    }
+    const size_t rs = lode_row_size(t, ncols);
+    LODE_ASSERT(rs > 0 || ncols == 0);
+    if (ncols == 0) {
+        for (int64_t i = 0; i < ntok; i++)
+            for (int64_t r = r0; r < r1; r++) Y[i * ldy + r] = 0;
+        return;
+    }
+    const kernel_set *ks = kernels();
+    const int64_t bs = k_traits[t].block_size;
+    /* Column block: at most TILE_MAX_K (a multiple of every block size);
+     * row tile: as many rows as fit in the scratch. */
+    const int64_t kc_max = ncols < TILE_MAX_K ? ncols : TILE_MAX_K;
+    int64_t tr = TILE_FLOATS / kc_max;
+    if (tr > 256) tr = 256;
+    float *tile = t == LODE_TYPE_F32 ? NULL : tile_get();
+    for (int64_t r = r0; r < r1; r += tr) {
+        const int64_t nr = r1 - r < tr ? r1 - r : tr;
+        for (int64_t k0 = 0; k0 < ncols; k0 += kc_max) {
+            const int64_t kc = ncols - k0 < kc_max ? ncols - k0 : kc_max;
+            const size_t off = (size_t)(k0 / bs) * k_traits[t].type_size;
+            const float *Wt;
+            int64_t ldw;
+            if (t == LODE_TYPE_F32) {
+                Wt = (const float *)W + r * ncols + k0;
+                ldw = ncols;
+            } else {
+                for (int64_t i = 0; i < nr; i++)
+                    ks->deq(t, (const char *)W + (size_t)(r + i) * rs + off, tile + i * kc, kc);
+                Wt = tile;
+                ldw = kc;
+            }
+            ks->gemm(Wt, ldw, nr, X + k0, ldx, ntok, Y + r, ldy, kc, k0 > 0);
+        }
+    }
+}

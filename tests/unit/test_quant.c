@@ -1,0 +1,633 @@
+/*
+ * test_quant.c — element types: f16/bf16 conversion, GGML block layouts,
+ * reference quantizer accuracy, and the matvec/matmul kernels at every
+ * instruction-set level.
+ *
+ * Oracles are independent of engine/quant.c: the known-value dequant tests
+ * decode hand-built blocks with the layout rules written out here from
+ * GGML's spec (one element at a time, by index arithmetic), the f16 tests
+ * compare with the F16C instruction when the CPU has it, and the kernels are
+ * checked against lode_vec_dot_f32_ref (double accumulation). When the
+ * llama.cpp build vendored by the npm test dependencies is present
+ * (libggml-base.so, or $LODE_GGML_BASE), the dequantizers, f16/bf16
+ * conversions and the Q8_0/Q4_0 quantizers are also compared bit for bit
+ * with GGML's own functions; that test skips when the library is absent.
+ *
+ * Named tolerances: relative RMSE of from_f32 then to_f32 on N(0,1) data,
+ * set a little above the measured values (printed with --verbose):
+ *   q8_0 0.0054, q4_0 0.0863 (GGML's max/-8 rule), q4_k 0.0714, q5_k 0.0359,
+ *   q6_k 0.0171, f16 0.00021, bf16 0.00167. For Gaussian data these sit close
+ *   to the uniform-quantizer floor (step / sqrt(12) over each sub-block's
+ *   range), so tighter bounds would need a different format, not a better
+ *   search.
+ */
+#include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lode_base.h"
+#include "lode_quant.h"
+#include "quant_blocks.h"
+
+#define TOL_Q8_0 0.006
+#define TOL_Q4_0 0.09
+#define TOL_Q4_K 0.075
+#define TOL_Q5_K 0.038
+#define TOL_Q6_K 0.018
+#define TOL_F16 0.0005
+#define TOL_BF16 0.004
+/* Kernel vs reference: |y - ref| <= TOL_DOT * sum|w_i * x_i| (+ tiny). */
+#define TOL_DOT 1e-5
+
+// ---- helpers ------------------------------------------------------------
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint32_t rng_u32(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+static float rng_uniform(void) { return ((float)(rng_u32() & 0xFFFFFF) + 0.5f) / 16777216.0f; }
+
+static float rng_gauss(void) {
+    const float u = rng_uniform(), v = rng_uniform();
+    return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
+}
+
+static void fill_bytes(uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) p[i] = (uint8_t)rng_u32();
+}
+
+static uint32_t fbits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static float bitsf(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Pack 6-bit scales/mins exactly as GGML's get_scale_min_k4 reads them. */
+static void spec_pack_scales(const uint8_t sc[8], const uint8_t m[8], uint8_t out[12]) {
+    memset(out, 0, 12);
+    for (int j = 0; j < 4; j++) {
+        out[j] = sc[j] | (uint8_t)((sc[j + 4] >> 4) << 6);
+        out[j + 4] = m[j] | (uint8_t)((m[j + 4] >> 4) << 6);
+        out[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+    }
+}
+
+static const uint8_t k_sc[8] = {1, 2, 3, 4, 17, 33, 50, 63};
+static const uint8_t k_m[8] = {0, 5, 10, 63, 20, 40, 1, 48};
+
+// ---- f16 / bf16 ------------------------------------------------------------
+
+Test(quant, f16_known_values) {
+    struct { float f; uint16_t h; } cases[] = {
+        {0.0f, 0x0000},        {-0.0f, 0x8000},       {1.0f, 0x3C00},       {-2.0f, 0xC000},
+        {65504.0f, 0x7BFF},    {65519.99f, 0x7BFF},   {65520.0f, 0x7C00},   {1e9f, 0x7C00},
+        {0x1p-14f, 0x0400},    {0x1p-24f, 0x0001},    {0x1p-25f, 0x0000},   {0x1.8p-24f, 0x0002},
+        {0x1.4p-24f, 0x0001},  {0x1p-26f, 0x0000},    {1.0f + 0x1p-11f, 0x3C00}, {1.0f + 0x3p-11f, 0x3C02},
+        {INFINITY, 0x7C00},    {-INFINITY, 0xFC00},   {0.333251953125f, 0x3555}, {-0x1.ffcp-15f, 0x8400}, {0x1.ff8p-15f, 0x03FF},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        cr_expect_eq(lode_f32_to_f16(cases[i].f), cases[i].h, "f32_to_f16(%a) = 0x%04x, want 0x%04x", cases[i].f,
+                     lode_f32_to_f16(cases[i].f), cases[i].h);
+    cr_expect(isnan(lode_f16_to_f32(lode_f32_to_f16(NAN))));
+    cr_expect_eq(lode_f16_to_f32(0x0001), 0x1p-24f);
+    cr_expect_eq(lode_f16_to_f32(0x03FF), 0x3FFp-24f);
+    cr_expect_eq(lode_f16_to_f32(0x7BFF), 65504.0f);
+    cr_expect_eq(lode_f16_to_f32(0xFC00), -INFINITY);
+    cr_expect(signbit(lode_f16_to_f32(0x8000)));
+    cr_expect(isnan(lode_f16_to_f32(0x7C01)) && isnan(lode_f16_to_f32(0xFE00)));
+}
+
+Test(quant, f16_all_values_round_trip) {
+    for (uint32_t h = 0; h < 65536; h++) {
+        const float f = lode_f16_to_f32((uint16_t)h);
+        if (isnan(f)) {
+            cr_assert((h & 0x7C00) == 0x7C00 && (h & 0x3FF));
+            cr_assert(isnan(lode_f16_to_f32(lode_f32_to_f16(f))));
+            continue;
+        }
+        cr_assert_eq(lode_f32_to_f16(f), h, "0x%04x -> %a -> 0x%04x", h, f, lode_f32_to_f16(f));
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) {
+    return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+}
+__attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+
+Test(quant, f16_matches_f16c) {
+    if (!__builtin_cpu_supports("f16c")) cr_skip_test("no F16C");
+    for (int i = 0; i < 2000000; i++) {
+        /* Random bit patterns concentrated on the f16 range (exponent
+         * 100..150 covers subnormals, normals, overflow), plus any bits. */
+        uint32_t u = rng_u32();
+        if (i & 1) u = (u & 0x807FFFFFu) | ((100u + rng_u32() % 51) << 23);
+        const float f = bitsf(u);
+        if (isnan(f)) continue;
+        cr_assert_eq(lode_f32_to_f16(f), hw_f32_to_f16(f), "%a (0x%08x): 0x%04x vs F16C 0x%04x", f, u,
+                     lode_f32_to_f16(f), hw_f32_to_f16(f));
+    }
+    for (uint32_t h = 0; h < 65536; h++) {
+        const float a = lode_f16_to_f32((uint16_t)h), b = hw_f16_to_f32((uint16_t)h);
+        cr_assert(fbits(a) == fbits(b) || (isnan(a) && isnan(b)), "0x%04x", h);
+    }
+}
+#endif
+
+Test(quant, bf16_known_values) {
+    cr_expect_eq(lode_f32_to_bf16(1.0f), 0x3F80);
+    cr_expect_eq(lode_f32_to_bf16(-1.0f), 0xBF80);
+    cr_expect_eq(lode_f32_to_bf16(1.0f + 0x1p-8f), 0x3F80);          /* tie to even (down) */
+    cr_expect_eq(lode_f32_to_bf16(1.0f + 0x3p-8f), 0x3F82);          /* tie to even (up) */
+    cr_expect_eq(lode_f32_to_bf16(1.0f + 0x1.2p-8f), 0x3F81);        /* above half */
+    cr_expect_eq(lode_f32_to_bf16(bitsf(0x7F7FFFFFu)), 0x7F80);     /* max float rounds to inf */
+    cr_expect_eq(lode_f32_to_bf16(INFINITY), 0x7F80);
+    cr_expect_eq(lode_f32_to_bf16(-INFINITY), 0xFF80);
+    cr_expect_eq(lode_f32_to_bf16(bitsf(0x00018000u)), 0x0002);     /* subnormal, tie to even */
+    cr_expect_eq(lode_f32_to_bf16(bitsf(0x80010000u)), 0x8001);     /* negative subnormal kept */
+    const uint16_t n1 = lode_f32_to_bf16(bitsf(0x7F800001u));       /* NaN with low payload only */
+    cr_expect((n1 & 0x7F80) == 0x7F80 && (n1 & 0x7F), "NaN must stay NaN: 0x%04x", n1);
+    cr_expect(signbit(lode_bf16_to_f32(lode_f32_to_bf16(-NAN))));
+    cr_expect_eq(lode_bf16_to_f32(0x4049), 3.140625f);
+    for (uint32_t h = 0; h < 65536; h++) {
+        const float f = lode_bf16_to_f32((uint16_t)h);
+        if (!isnan(f)) cr_assert_eq(lode_f32_to_bf16(f), h);
+    }
+}
+
+// ---- known-value dequantization ------------------------------------------------
+
+Test(quant, q8_0_dequant_known) {
+    lode_block_q8_0 b[2];
+    b[0].d = 0x3800; /* 0.5 */
+    b[1].d = 0xC000; /* -2 */
+    for (int j = 0; j < 32; j++) b[0].qs[j] = (int8_t)(j - 16), b[1].qs[j] = (int8_t)(j == 0 ? -128 : 127 - j);
+    float y[64];
+    lode_type_get(LODE_TYPE_Q8_0)->to_f32(b, y, 64);
+    for (int j = 0; j < 32; j++) cr_expect_eq(y[j], 0.5f * (float)(j - 16));
+    cr_expect_eq(y[32], 256.0f);
+    cr_expect_eq(y[33], -252.0f);
+}
+
+Test(quant, q4_0_dequant_known) {
+    lode_block_q4_0 b;
+    b.d = 0x4000; /* 2 */
+    for (int j = 0; j < 16; j++) b.qs[j] = (uint8_t)(j | ((15 - j) << 4));
+    float y[32];
+    lode_type_get(LODE_TYPE_Q4_0)->to_f32(&b, y, 32);
+    for (int j = 0; j < 16; j++) {
+        cr_expect_eq(y[j], 2.0f * (float)(j - 8), "low nibble of byte %d is element %d", j, j);
+        cr_expect_eq(y[j + 16], 2.0f * (float)(7 - j), "high nibble of byte %d is element %d", j, j + 16);
+    }
+    cr_expect_eq(y[0], -16.0f);
+    cr_expect_eq(y[16], 14.0f);
+}
+
+Test(quant, q4_k_dequant_known) {
+    lode_block_q4_k b;
+    b.d = 0x3C00;    /* 1.0 */
+    b.dmin = 0x3800; /* 0.5 */
+    spec_pack_scales(k_sc, k_m, b.scales);
+    fill_bytes(b.qs, sizeof b.qs);
+    float y[256];
+    lode_type_get(LODE_TYPE_Q4_K)->to_f32(&b, y, 256);
+    for (int e = 0; e < 256; e++) {
+        const int j = e / 32, c = e / 64, l = e % 32;
+        const uint8_t byte = b.qs[32 * c + l];
+        const int q = (e % 64) < 32 ? (byte & 0xF) : (byte >> 4);
+        const float want = (float)k_sc[j] * (float)q - 0.5f * (float)k_m[j];
+        cr_assert_eq(y[e], want, "element %d: %g want %g", e, y[e], want);
+    }
+    /* Two literal anchors: element 37 = sub-block 1 (sc 2, m 5), high
+     * nibble of qs[5]; element 200 = sub-block 6 (sc 50, m 1), low nibble
+     * of qs[104]. */
+    cr_expect_eq(y[37], 2.0f * (float)(b.qs[5] >> 4) - 2.5f);
+    cr_expect_eq(y[200], 50.0f * (float)(b.qs[104] & 0xF) - 0.5f);
+    /* Byte-level check of the packing rule for sub-block 5 (sc 33 =
+     * 0b100001, m 40 = 0b101000): low nibbles in scales[9], top bits in the
+     * top of scales[1] (sc) and scales[5] (m). */
+    cr_expect_eq(b.scales[9], 0x81);
+    cr_expect_eq(b.scales[1] >> 6, 2);
+    cr_expect_eq(b.scales[5] >> 6, 2);
+}
+
+Test(quant, q5_k_dequant_known) {
+    lode_block_q5_k b;
+    b.d = 0x3400;    /* 0.25 */
+    b.dmin = 0x4000; /* 2 */
+    spec_pack_scales(k_sc, k_m, b.scales);
+    fill_bytes(b.qs, sizeof b.qs);
+    fill_bytes(b.qh, sizeof b.qh);
+    float y[256];
+    lode_type_get(LODE_TYPE_Q5_K)->to_f32(&b, y, 256);
+    for (int e = 0; e < 256; e++) {
+        const int j = e / 32, c = e / 64, l = e % 32, hi = (e % 64) >= 32;
+        const uint8_t byte = b.qs[32 * c + l];
+        const int q = (hi ? byte >> 4 : byte & 0xF) + (((b.qh[l] >> (2 * c + hi)) & 1) << 4);
+        const float want = 0.25f * (float)k_sc[j] * (float)q - 2.0f * (float)k_m[j];
+        cr_assert_eq(y[e], want, "element %d: %g want %g", e, y[e], want);
+    }
+}
+
+Test(quant, q6_k_dequant_known) {
+    lode_block_q6_k b;
+    b.d = 0x3000; /* 0.125 */
+    fill_bytes(b.ql, sizeof b.ql);
+    fill_bytes(b.qh, sizeof b.qh);
+    for (int j = 0; j < 16; j++) b.scales[j] = (int8_t)(j * 17 - 128);
+    float y[256];
+    lode_type_get(LODE_TYPE_Q6_K)->to_f32(&b, y, 256);
+    for (int e = 0; e < 256; e++) {
+        const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+        const uint8_t lb = b.ql[64 * h + l + (k & 1) * 32];
+        const int lo = k >= 2 ? lb >> 4 : lb & 0xF;
+        const int hb = (b.qh[32 * h + l] >> (2 * k)) & 3;
+        const int q = (lo | (hb << 4)) - 32;
+        const float want = 0.125f * (float)b.scales[e / 16] * (float)q;
+        cr_assert_eq(y[e], want, "element %d: %g want %g", e, y[e], want);
+    }
+}
+
+Test(quant, float_types_dequant_known) {
+    const uint16_t h[4] = {0x3C00, 0xC400, 0x0001, 0x7C00};
+    const uint16_t bh[4] = {0x3F80, 0xC080, 0x0001, 0xFF80};
+    float y[4];
+    lode_type_get(LODE_TYPE_F16)->to_f32(h, y, 4);
+    cr_expect(y[0] == 1.0f && y[1] == -4.0f && y[2] == 0x1p-24f && y[3] == INFINITY);
+    lode_type_get(LODE_TYPE_BF16)->to_f32(bh, y, 4);
+    cr_expect(y[0] == 1.0f && y[1] == -4.0f && y[2] == bitsf(0x00010000u) && y[3] == -INFINITY);
+}
+
+// ---- traits and names -----------------------------------------------------------
+
+Test(quant, traits_and_names) {
+    const struct { lode_type t; const char *name; int64_t bs; size_t ts; } k[] = {
+        {LODE_TYPE_F32, "f32", 1, 4},        {LODE_TYPE_F16, "f16", 1, 2},
+        {LODE_TYPE_BF16, "bf16", 1, 2},      {LODE_TYPE_Q8_0, "q8_0", 32, 34},
+        {LODE_TYPE_Q4_0, "q4_0", 32, 18},    {LODE_TYPE_Q4_K, "q4_k", 256, 144},
+        {LODE_TYPE_Q5_K, "q5_k", 256, 176},  {LODE_TYPE_Q6_K, "q6_k", 256, 210},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        const lode_type_traits *tr = lode_type_get(k[i].t);
+        cr_assert_not_null(tr);
+        cr_expect_str_eq(tr->name, k[i].name);
+        cr_expect_str_eq(lode_type_name(k[i].t), k[i].name);
+        cr_expect_eq(tr->block_size, k[i].bs);
+        cr_expect_eq(tr->type_size, k[i].ts);
+        cr_expect_eq(lode_type_from_name(k[i].name), (int)k[i].t);
+        cr_expect_eq(lode_row_size(k[i].t, 4096), (size_t)(4096 / k[i].bs) * k[i].ts);
+    }
+    cr_expect_eq(lode_type_from_name("Q4_K"), LODE_TYPE_Q4_K);
+    cr_expect_eq(lode_type_from_name("nope"), -1);
+    cr_expect_null(lode_type_get(LODE_TYPE_Q4_1));
+    cr_expect_null(lode_type_get((lode_type)77));
+    cr_expect_str_eq(lode_type_name(LODE_TYPE_Q5_1), "q5_1");
+    cr_expect_str_eq(lode_type_name((lode_type)77), "unknown(77)");
+    cr_expect_eq(lode_row_size(LODE_TYPE_Q4_K, 100), 0);
+    cr_expect_eq(lode_row_size(LODE_TYPE_Q4_1, 64), 0);
+}
+
+// ---- reference quantizers ---------------------------------------------------------
+
+static double round_trip_rmse(lode_type t, const float *x, int64_t n, float *y) {
+    const lode_type_traits *tr = lode_type_get(t);
+    void *q = malloc(lode_row_size(t, n));
+    tr->from_f32(x, q, n);
+    tr->to_f32(q, y, n);
+    free(q);
+    double se = 0, sx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        cr_assert(isfinite(y[i]), "non-finite output at %ld", (long)i);
+        se += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+        sx += (double)x[i] * x[i];
+    }
+    return sqrt(se / sx);
+}
+
+Test(quant, round_trip_error_bounds) {
+    const struct { lode_type t; double tol; } k[] = {
+        {LODE_TYPE_Q8_0, TOL_Q8_0}, {LODE_TYPE_Q4_0, TOL_Q4_0}, {LODE_TYPE_Q4_K, TOL_Q4_K},
+        {LODE_TYPE_Q5_K, TOL_Q5_K}, {LODE_TYPE_Q6_K, TOL_Q6_K}, {LODE_TYPE_F16, TOL_F16},
+        {LODE_TYPE_BF16, TOL_BF16}, {LODE_TYPE_F32, 0.0},
+    };
+    const int64_t n = 256 * 256;
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) x[i] = rng_gauss();
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        const double e = round_trip_rmse(k[i].t, x, n, y);
+        cr_log_info("round trip %-5s relative RMSE %.5f (bound %.4f)", lode_type_name(k[i].t), e, k[i].tol);
+        cr_expect(e <= k[i].tol, "%s: relative RMSE %.5f > %.4f", lode_type_name(k[i].t), e, k[i].tol);
+    }
+    free(x);
+    free(y);
+}
+
+Test(quant, q8_0_q4_0_match_ggml_reference_rule) {
+    /* A block worked out by hand: amax 31.75 -> d = 0.25 (exact), q = roundf(x * 4). */
+    float x[32] = {0};
+    x[0] = 31.75f, x[1] = -15.875f, x[2] = 0.1f, x[31] = -25.0f;
+    lode_block_q8_0 b8;
+    lode_type_get(LODE_TYPE_Q8_0)->from_f32(x, &b8, 32);
+    cr_expect_eq(b8.d, 0x3400);
+    cr_expect(b8.qs[0] == 127 && b8.qs[1] == -64 && b8.qs[2] == 0 && b8.qs[31] == -100);
+    /* Q4_0: signed max -2 (first of the two largest) -> d = -2 / -8 = 0.25,
+     * q = trunc(x * 4 + 8.5) capped at 15. */
+    float z[32] = {0};
+    z[0] = -2.0f, z[1] = 2.0f, z[16] = -0.3f, z[17] = 0.125f;
+    lode_block_q4_0 b4;
+    lode_type_get(LODE_TYPE_Q4_0)->from_f32(z, &b4, 32);
+    cr_expect_eq(b4.d, 0x3400);
+    cr_expect_eq(b4.qs[0] & 0xF, 0);  /* -8 + 8.5 = 0.5 -> 0 */
+    cr_expect_eq(b4.qs[1] & 0xF, 15); /* 8 + 8.5 = 16.5 -> 16, capped */
+    cr_expect_eq(b4.qs[0] >> 4, 7);   /* -1.2 + 8.5 = 7.3 -> 7 */
+    cr_expect_eq(b4.qs[1] >> 4, 9);   /* 0.5 + 8.5 = 9 */
+    cr_expect_eq(b4.qs[2], 0x88);
+}
+
+Test(quant, special_blocks) {
+    const lode_type types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_0, LODE_TYPE_Q4_K, LODE_TYPE_Q5_K, LODE_TYPE_Q6_K};
+    float x[512], y[512];
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const lode_type_traits *tr = lode_type_get(types[ti]);
+        uint8_t q[1024]; /* >= 512 elements of any type (q8_0: 544 bytes) */
+        /* All zero. */
+        memset(x, 0, sizeof x);
+        tr->from_f32(x, q, 512);
+        tr->to_f32(q, y, 512);
+        for (int i = 0; i < 512; i++) cr_assert_eq(y[i], 0.0f, "%s zero block", tr->name);
+        /* Constant blocks (positive and negative), one spike, tiny values. */
+        for (int kind = 0; kind < 4; kind++) {
+            for (int i = 0; i < 512; i++)
+                x[i] = kind == 0 ? 3.0f : kind == 1 ? -0.75f : kind == 2 ? (i == 77 ? 100.0f : 0.0f) : 1e-9f * (float)(i % 7);
+            tr->from_f32(x, q, 512);
+            tr->to_f32(q, y, 512);
+            for (int i = 0; i < 512; i++) {
+                cr_assert(isfinite(y[i]), "%s kind %d element %d", tr->name, kind, i);
+                cr_assert(fabsf(y[i] - x[i]) <= 0.05f * fabsf(x[i]) + 1e-6f, "%s kind %d element %d: %g vs %g",
+                          tr->name, kind, i, y[i], x[i]);
+            }
+        }
+    }
+}
+
+// ---- kernels vs reference ---------------------------------------------------------
+
+typedef struct { lode_type t; int64_t ncols; } shape;
+
+static const shape k_shapes[] = {
+    {LODE_TYPE_F32, 37},    {LODE_TYPE_F32, 2305},  {LODE_TYPE_F16, 37},    {LODE_TYPE_F16, 2305},
+    {LODE_TYPE_BF16, 19},   {LODE_TYPE_BF16, 2305}, {LODE_TYPE_Q8_0, 96},   {LODE_TYPE_Q8_0, 2080},
+    {LODE_TYPE_Q4_0, 64},   {LODE_TYPE_Q4_0, 2080}, {LODE_TYPE_Q4_K, 768},  {LODE_TYPE_Q4_K, 2304},
+    {LODE_TYPE_Q5_K, 256},  {LODE_TYPE_Q5_K, 2304}, {LODE_TYPE_Q6_K, 512},  {LODE_TYPE_Q6_K, 2304},
+};
+
+typedef struct {
+    lode_type t;
+    int64_t ncols, nrows;
+    void *W;
+    float *Wf; /* dequantized, for the |w*x| scale of the tolerance */
+} wmat;
+
+static wmat make_wmat(lode_type t, int64_t ncols, int64_t nrows) {
+    wmat m = {t, ncols, nrows, NULL, NULL};
+    const size_t rs = lode_row_size(t, ncols);
+    float *src = malloc((size_t)(ncols * nrows) * sizeof(float));
+    for (int64_t i = 0; i < ncols * nrows; i++) src[i] = rng_gauss() * (1.0f + (float)(i % 5));
+    m.W = malloc(rs * (size_t)nrows);
+    m.Wf = malloc((size_t)(ncols * nrows) * sizeof(float));
+    for (int64_t r = 0; r < nrows; r++) {
+        lode_type_get(t)->from_f32(src + r * ncols, (char *)m.W + r * rs, ncols);
+        lode_type_get(t)->to_f32((char *)m.W + r * rs, m.Wf + r * ncols, ncols);
+    }
+    free(src);
+    return m;
+}
+
+static void free_wmat(wmat *m) {
+    free(m->W);
+    free(m->Wf);
+}
+
+static void check_row(const wmat *m, int64_t r, const float *x, float got, const char *what, int ntok) {
+    const size_t rs = lode_row_size(m->t, m->ncols);
+    const float ref = lode_vec_dot_f32_ref(m->t, (const char *)m->W + r * rs, x, m->ncols);
+    double mag = 0;
+    for (int64_t c = 0; c < m->ncols; c++) mag += fabs((double)m->Wf[r * m->ncols + c] * x[c]);
+    cr_assert(fabs((double)got - ref) <= TOL_DOT * mag + 1e-30, "%s %s ncols %ld ntok %d row %ld: %.9g vs ref %.9g (|wx| %.3g) at %s",
+              what, lode_type_name(m->t), (long)m->ncols, ntok, (long)r, got, ref, mag,
+              lode_cpu_level_name(lode_quant_cpu_level()));
+}
+
+static void check_kernels_at_level(lode_cpu_level level) {
+    if (lode_quant_set_cpu_level(level) != level) cr_skip_test("CPU lacks %s", lode_cpu_level_name(level));
+    const int64_t nrows = 37, r0 = 3, r1 = 34, ntok_max = 9, ldx_pad = 3, ldy = nrows + 5;
+    for (size_t si = 0; si < sizeof k_shapes / sizeof k_shapes[0]; si++) {
+        wmat m = make_wmat(k_shapes[si].t, k_shapes[si].ncols, nrows);
+        const int64_t ldx = m.ncols + ldx_pad;
+        float *X = malloc((size_t)(ntok_max * ldx) * sizeof(float));
+        float *Y = malloc((size_t)(ntok_max * ldy) * sizeof(float));
+        for (int64_t i = 0; i < ntok_max * ldx; i++) X[i] = rng_gauss();
+        /* matvec on odd ranges, including empty and single rows. */
+        const int64_t ranges[][2] = {{r0, r1}, {0, nrows}, {5, 6}, {7, 7}};
+        for (int ri = 0; ri < 4; ri++) {
+            for (int64_t i = 0; i < ldy; i++) Y[i] = -777.0f;
+            lode_matvec_rows(m.t, m.W, m.ncols, X, Y, ranges[ri][0], ranges[ri][1]);
+            for (int64_t r = 0; r < ldy; r++) {
+                if (r >= ranges[ri][0] && r < ranges[ri][1])
+                    check_row(&m, r, X, Y[r], "matvec", 1);
+                else
+                    cr_assert_eq(Y[r], -777.0f, "matvec wrote outside its rows");
+            }
+        }
+        for (int ntok = 1; ntok <= ntok_max; ntok++) {
+            for (int64_t i = 0; i < ntok_max * ldy; i++) Y[i] = -777.0f;
+            lode_matmul_rows(m.t, m.W, m.ncols, X, ldx, ntok, Y, ldy, r0, r1);
+            for (int t = 0; t < ntok_max; t++)
+                for (int64_t r = 0; r < ldy; r++) {
+                    if (t < ntok && r >= r0 && r < r1)
+                        check_row(&m, r, X + t * ldx, Y[t * ldy + r], "matmul", ntok);
+                    else
+                        cr_assert_eq(Y[t * ldy + r], -777.0f, "matmul wrote outside its rows");
+                }
+        }
+        free(X);
+        free(Y);
+        free_wmat(&m);
+    }
+}
+
+Test(quant, kernels_scalar) { check_kernels_at_level(LODE_CPU_SCALAR); }
+Test(quant, kernels_avx2) { check_kernels_at_level(LODE_CPU_AVX2); }
+Test(quant, kernels_avx512) { check_kernels_at_level(LODE_CPU_AVX512); }
+
+Test(quant, kernels_large_tile) {
+    /* More rows than one tile holds (tile = 64 Ki floats / 2048 columns =
+     * 32 rows) and several column blocks. */
+    const lode_type types[] = {LODE_TYPE_Q4_K, LODE_TYPE_Q8_0, LODE_TYPE_F32};
+    for (size_t ti = 0; ti < 3; ti++) {
+        wmat m = make_wmat(types[ti], 4608, 70);
+        float *X = malloc(3 * 4608 * sizeof(float)), *Y = malloc(3 * 70 * sizeof(float));
+        for (int i = 0; i < 3 * 4608; i++) X[i] = rng_gauss();
+        lode_matmul_rows(m.t, m.W, m.ncols, X, 4608, 3, Y, 70, 1, 69);
+        for (int t = 0; t < 3; t++)
+            for (int r = 1; r < 69; r++) check_row(&m, r, X + t * 4608, Y[t * 70 + r], "matmul-large", 3);
+        free(X);
+        free(Y);
+        free_wmat(&m);
+    }
+}
+
+typedef struct {
+    const wmat *m;
+    const float *X;
+    float *Y;
+    int64_t r0, r1;
+} thr_arg;
+
+static void *thr_main(void *p) {
+    thr_arg *a = p;
+    for (int it = 0; it < 20; it++)
+        lode_matmul_rows(a->m->t, a->m->W, a->m->ncols, a->X, a->m->ncols, 4, a->Y, a->m->nrows, a->r0, a->r1);
+    return NULL;
+}
+
+Test(quant, kernels_threads_disjoint_rows) {
+    wmat m = make_wmat(LODE_TYPE_Q6_K, 1024, 64);
+    float *X = malloc(4 * 1024 * sizeof(float)), *Y = malloc(4 * 64 * sizeof(float));
+    for (int i = 0; i < 4 * 1024; i++) X[i] = rng_gauss();
+    pthread_t th[4];
+    thr_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (thr_arg){&m, X, Y, i * 16, i * 16 + 16};
+        pthread_create(&th[i], NULL, thr_main, &args[i]);
+    }
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    for (int t = 0; t < 4; t++)
+        for (int r = 0; r < 64; r++) check_row(&m, r, X + t * 1024, Y[t * 64 + r], "threads", 4);
+    free(X);
+    free(Y);
+    free_wmat(&m);
+}
+
+Test(quant, cpu_level_names) {
+    cr_expect_str_eq(lode_cpu_level_name(LODE_CPU_SCALAR), "scalar");
+    cr_expect_str_eq(lode_cpu_level_name(LODE_CPU_AVX2), "avx2");
+    cr_expect_str_eq(lode_cpu_level_name(LODE_CPU_AVX512), "avx512");
+    cr_expect_eq(lode_quant_set_cpu_level(LODE_CPU_SCALAR), LODE_CPU_SCALAR);
+    cr_expect_eq(lode_quant_cpu_level(), LODE_CPU_SCALAR);
+}
+
+// ---- GGML itself as the oracle (optional) ---------------------------------------
+
+#define GGML_BASE_DEFAULT "tests/npm/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so"
+
+typedef void (*ggml_deq_fn)(const void *, float *, int64_t);
+typedef void (*ggml_quant_fn)(const float *, void *, int64_t);
+
+static void *ggml_sym(void *h, const char *name) {
+    void *p = dlsym(h, name);
+    cr_assert_not_null(p, "symbol %s missing from libggml-base", name);
+    return p;
+}
+
+/* Random bytes for a block, with every f16 scale field forced finite. */
+static void random_block(lode_type t, uint8_t *p, size_t n_blocks) {
+    const size_t ts = lode_type_get(t)->type_size;
+    fill_bytes(p, ts * n_blocks);
+    for (size_t b = 0; b < n_blocks; b++) {
+        uint8_t *blk = p + b * ts;
+        uint16_t h[2];
+        for (int i = 0; i < 2; i++) h[i] = (uint16_t)((rng_u32() & 0x83FF) | ((rng_u32() % 30) << 10));
+        const size_t off = t == LODE_TYPE_Q6_K ? 208 : 0;
+        memcpy(blk + off, &h[0], 2);
+        if (t == LODE_TYPE_Q4_K || t == LODE_TYPE_Q5_K) memcpy(blk + 2, &h[1], 2);
+    }
+}
+
+Test(quant, matches_ggml_library) {
+    const char *path = getenv("LODE_GGML_BASE");
+    void *h = dlopen(path && *path ? path : GGML_BASE_DEFAULT, RTLD_NOW | RTLD_LOCAL);
+    if (!h) cr_skip_test("libggml-base.so not found (%s)", dlerror());
+    const struct { lode_type t; const char *deq, *quant; } k[] = {
+        {LODE_TYPE_Q8_0, "dequantize_row_q8_0", "quantize_row_q8_0_ref"},
+        {LODE_TYPE_Q4_0, "dequantize_row_q4_0", "quantize_row_q4_0_ref"},
+        {LODE_TYPE_Q4_K, "dequantize_row_q4_K", "quantize_row_q4_K_ref"},
+        {LODE_TYPE_Q5_K, "dequantize_row_q5_K", "quantize_row_q5_K_ref"},
+        {LODE_TYPE_Q6_K, "dequantize_row_q6_K", "quantize_row_q6_K_ref"},
+    };
+    const int64_t n = 256 * 64;
+    uint8_t *blk = malloc(lode_row_size(LODE_TYPE_F32, n)), *blk2 = malloc(lode_row_size(LODE_TYPE_F32, n));
+    float *x = malloc(n * sizeof(float)), *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) x[i] = rng_gauss() * (i % 3 ? 1.0f : 0.01f);
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        const lode_type_traits *tr = lode_type_get(k[i].t);
+        ggml_deq_fn gdeq = (ggml_deq_fn)ggml_sym(h, k[i].deq);
+        ggml_quant_fn gq = (ggml_quant_fn)ggml_sym(h, k[i].quant);
+        /* Dequantizers: random blocks, bit-exact. */
+        random_block(k[i].t, blk, (size_t)(n / tr->block_size));
+        tr->to_f32(blk, a, n);
+        gdeq(blk, b, n);
+        for (int64_t j = 0; j < n; j++)
+            cr_assert(fbits(a[j]) == fbits(b[j]), "%s element %ld: lode %a ggml %a", tr->name, (long)j, a[j], b[j]);
+        /* Quantizers: Q8_0/Q4_0 must be byte-identical; the K-quants use
+         * lode's own search, so compare accuracy instead. */
+        const size_t rs = lode_row_size(k[i].t, n);
+        tr->from_f32(x, blk, n);
+        gq(x, blk2, n);
+        if (k[i].t == LODE_TYPE_Q8_0 || k[i].t == LODE_TYPE_Q4_0) {
+            cr_assert(memcmp(blk, blk2, rs) == 0, "%s quantizer differs from ggml's reference", tr->name);
+        } else {
+            tr->to_f32(blk, a, n);
+            tr->to_f32(blk2, b, n);
+            double ea = 0, eb = 0, sx = 0;
+            for (int64_t j = 0; j < n; j++) {
+                ea += ((double)a[j] - x[j]) * ((double)a[j] - x[j]);
+                eb += ((double)b[j] - x[j]) * ((double)b[j] - x[j]);
+                sx += (double)x[j] * x[j];
+            }
+            cr_log_info("%s relative RMSE: lode %.5f, ggml reference %.5f", tr->name, sqrt(ea / sx), sqrt(eb / sx));
+            cr_expect(ea <= eb * 1.1, "%s: lode's quantizer is >5%% worse than ggml's reference", tr->name);
+        }
+    }
+    /* f16 and bf16 conversions over every 16-bit pattern and random f32. */
+    void (*g16)(const uint16_t *, float *, int64_t) = (void (*)(const uint16_t *, float *, int64_t))ggml_sym(h, "ggml_fp16_to_fp32_row");
+    void (*gb16)(const uint16_t *, float *, int64_t) = (void (*)(const uint16_t *, float *, int64_t))ggml_sym(h, "ggml_bf16_to_fp32_row");
+    void (*g32to16)(const float *, uint16_t *, int64_t) = (void (*)(const float *, uint16_t *, int64_t))ggml_sym(h, "ggml_fp32_to_fp16_row");
+    void (*g32tob16)(const float *, uint16_t *, int64_t) = (void (*)(const float *, uint16_t *, int64_t))ggml_sym(h, "ggml_fp32_to_bf16_row_ref");
+    uint16_t *hv = malloc(65536 * 2), *hg = malloc(65536 * 2);
+    float *fa = malloc(65536 * sizeof(float)), *fb = malloc(65536 * sizeof(float));
+    for (uint32_t i = 0; i < 65536; i++) hv[i] = (uint16_t)i;
+    g16(hv, fb, 65536);
+    lode_type_get(LODE_TYPE_F16)->to_f32(hv, fa, 65536);
+    for (int i = 0; i < 65536; i++) cr_assert(fbits(fa[i]) == fbits(fb[i]) || (isnan(fa[i]) && isnan(fb[i])), "f16 0x%04x", i);
+    gb16(hv, fb, 65536);
+    lode_type_get(LODE_TYPE_BF16)->to_f32(hv, fa, 65536);
+    for (int i = 0; i < 65536; i++) cr_assert(fbits(fa[i]) == fbits(fb[i]), "bf16 0x%04x", i);
+    for (int i = 0; i < 65536; i++) {
+        uint32_t u = rng_u32();
+        if (i & 1) u = (u & 0x807FFFFFu) | ((100u + rng_u32() % 51) << 23);
+        fa[i] = isnan(bitsf(u)) ? 1.0f : bitsf(u);
+    }
+    g32to16(fa, hg, 65536);
+    for (int i = 0; i < 65536; i++) cr_assert_eq(lode_f32_to_f16(fa[i]), hg[i], "f32->f16 %a", fa[i]);
+    g32tob16(fa, hg, 65536);
+    for (int i = 0; i < 65536; i++) cr_assert_eq(lode_f32_to_bf16(fa[i]), hg[i], "f32->bf16 %a", fa[i]);
+    free(hv), free(hg), free(fa), free(fb);
+    free(blk), free(blk2), free(x), free(a), free(b);
+    dlclose(h);
+}
