@@ -9,11 +9,13 @@ LODE = os.environ.get("LODE_BIN", os.path.join(ROOT, "build", "lode"))
 CACHE = os.environ.get("LODE_TEST_CACHE", os.path.join(ROOT, "build", "test-cache"))
 
 
-def lode(*args, check=True, input=None, timeout=600):
-    """Run the lode binary; returns CompletedProcess (text)."""
+def lode(*args, check=True, input=None, timeout=600, env=None):
+    """Run the lode binary; returns CompletedProcess (text). `env` adds
+    variables to the inherited environment."""
     if not os.path.exists(LODE):
         raise RuntimeError(f"lode binary not found at {LODE}: build it with `make`")
-    p = subprocess.run([LODE, *map(str, args)], capture_output=True, text=True, input=input, timeout=timeout)
+    e = dict(os.environ, **env) if env else None
+    p = subprocess.run([LODE, *map(str, args)], capture_output=True, text=True, input=input, timeout=timeout, env=e)
     if check and p.returncode != 0:
         raise AssertionError(f"lode {' '.join(map(str, args))} exited {p.returncode}:\n{p.stderr}")
     return p
@@ -34,10 +36,10 @@ def model(preset, fmt="gguf", typ="f32", seed=0, extra=()):
     return out
 
 
-def logits(path, tokens, *extra, full=True):
+def logits(path, tokens, *extra, full=True, env=None):
     """Rows of `lode logits` as dicts; with full=True each has 'logits'."""
     args = ["logits", "-m", path, "--tokens", ",".join(map(str, tokens))]
     if full:
         args.append("--full")
-    p = lode(*args, *extra)
+    p = lode(*args, *extra, env=env)
     return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]

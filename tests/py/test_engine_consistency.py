@@ -75,6 +75,16 @@ def test_threads_agree():
     assert_close(a, b, 1e-5, "1 vs 2 threads")
 
 
+@pytest.mark.parametrize("typ", ["f32", "bf16", "q8_0", "q4_k", "q6_k"])
+def test_cpu_dispatch_levels_agree(typ):
+    """Every SIMD level of the kernels gives the scalar reference's model."""
+    m = model("tiny-v2lite", typ=typ)
+    ref = mat(logits(m, TOKENS, env={"LODE_CPU": "scalar"}))
+    for level in ("avx2", "avx512"):
+        got = mat(logits(m, TOKENS, env={"LODE_CPU": level}))
+        assert_close(ref, got, 1e-4, f"{typ} scalar vs {level}")
+
+
 # Quantized weights vs the same model in f32: the difference is the
 # quantization error itself, amplified through the layers (and by routing
 # flips in MoE layers), so this is a sanity bound, not the exactness check:
