@@ -71,7 +71,7 @@ static uint64_t ggml_nbytes(uint32_t type, int n_dims, const int64_t *ne, const 
         *why = "ne[0] is not a multiple of the block size";
         return 0;
     }
-    uint64_t n = (uint64_t)ne[0] / blck * size, tmp;
+    uint64_t n, tmp;
     if (__builtin_mul_overflow((uint64_t)ne[0] / blck, size, &n)) goto overflow;
     for (int i = 1; i < n_dims; i++) {
         if (__builtin_mul_overflow(n, (uint64_t)ne[i], &tmp)) goto overflow;
@@ -245,7 +245,7 @@ static bool rd_u64(cur *c, uint64_t *v) {
 static uint64_t remaining(const cur *c) { return c->size - c->pos; }
 
 /* Shared "what went wrong" reporter: every message starts with the path. */
-#define FAIL(g, err, ...) lode_error_set(err, LODE_ERR_FORMAT, __VA_ARGS__)
+#define FAIL(err, ...) lode_error_set(err, LODE_ERR_FORMAT, __VA_ARGS__)
 
 /* Read a string header; on success *s points at `*len` bytes inside the file. */
 static bool rd_str(cur *c, const uint8_t **s, uint64_t *len) {
@@ -260,60 +260,60 @@ static bool rd_str(cur *c, const uint8_t **s, uint64_t *len) {
 static lode_status skip_array(const lode_gguf *g, cur *c, const char *key, uint32_t et, uint64_t n, int depth,
                               lode_error *err) {
     if (depth > GGUF_MAX_ARRAY_DEPTH)
-        return FAIL(g, err, "%s: key '%s': arrays nested deeper than %d", g->path, key, GGUF_MAX_ARRAY_DEPTH);
+        return FAIL(err, "%s: key '%s': arrays nested deeper than %d", g->path, key, GGUF_MAX_ARRAY_DEPTH);
     size_t es = vtype_size(et);
     if (es) {
         if (n > remaining(c) / es)
-            return FAIL(g, err, "%s: key '%s': array of %llu %s elements runs past the end of the file at offset %llu",
+            return FAIL(err, "%s: key '%s': array of %llu %s elements runs past the end of the file at offset %llu",
                         g->path, key, (unsigned long long)n, vtype_name(et), (unsigned long long)c->pos);
         if (et == LODE_GGUF_BOOL)
             for (uint64_t i = 0; i < n; i++)
                 if (c->p[c->pos + i] > 1)
-                    return FAIL(g, err, "%s: key '%s': bool array element %llu is %u (not 0/1)", g->path, key,
+                    return FAIL(err, "%s: key '%s': bool array element %llu is %u (not 0/1)", g->path, key,
                                 (unsigned long long)i, c->p[c->pos + i]);
         c->pos += n * es;
         return LODE_OK;
     }
     if (et == LODE_GGUF_STRING) {
         if (n > remaining(c) / 8)
-            return FAIL(g, err, "%s: key '%s': string array count %llu exceeds the file size", g->path, key,
+            return FAIL(err, "%s: key '%s': string array count %llu exceeds the file size", g->path, key,
                         (unsigned long long)n);
         for (uint64_t i = 0; i < n; i++) {
             const uint8_t *s;
             uint64_t len;
             if (!rd_str(c, &s, &len))
-                return FAIL(g, err, "%s: key '%s': string %llu of %llu runs past the end of the file", g->path, key,
+                return FAIL(err, "%s: key '%s': string %llu of %llu runs past the end of the file", g->path, key,
                             (unsigned long long)i, (unsigned long long)n);
         }
         return LODE_OK;
     }
     if (et == LODE_GGUF_ARRAY) {
         if (n > remaining(c) / 12)
-            return FAIL(g, err, "%s: key '%s': nested array count %llu exceeds the file size", g->path, key,
+            return FAIL(err, "%s: key '%s': nested array count %llu exceeds the file size", g->path, key,
                         (unsigned long long)n);
         for (uint64_t i = 0; i < n; i++) {
             uint32_t it;
             uint64_t in;
             if (!rd_u32(c, &it) || !rd_u64(c, &in))
-                return FAIL(g, err, "%s: key '%s': nested array header runs past the end of the file", g->path, key);
+                return FAIL(err, "%s: key '%s': nested array header runs past the end of the file", g->path, key);
             lode_status s = skip_array(g, c, key, it, in, depth + 1, err);
             if (s) return s;
         }
         return LODE_OK;
     }
-    return FAIL(g, err, "%s: key '%s': unknown array element type %u", g->path, key, et);
+    return FAIL(err, "%s: key '%s': unknown array element type %u", g->path, key, et);
 }
 
 static lode_status parse_kv(lode_gguf *g, cur *c, uint64_t idx, lode_error *err) {
     const uint8_t *ks;
     uint64_t klen;
     if (!rd_str(c, &ks, &klen))
-        return FAIL(g, err, "%s: key #%llu: key string runs past the end of the file (offset %llu)", g->path,
+        return FAIL(err, "%s: key #%llu: key string runs past the end of the file (offset %llu)", g->path,
                     (unsigned long long)idx, (unsigned long long)c->pos);
-    if (klen == 0) return FAIL(g, err, "%s: key #%llu: empty key", g->path, (unsigned long long)idx);
+    if (klen == 0) return FAIL(err, "%s: key #%llu: empty key", g->path, (unsigned long long)idx);
     size_t bad = utf8_bad_at(ks, klen);
     if (bad != klen)
-        return FAIL(g, err, "%s: key #%llu ('%.*s...'): %s at byte %zu of the key", g->path, (unsigned long long)idx,
+        return FAIL(err, "%s: key #%llu ('%.*s...'): %s at byte %zu of the key", g->path, (unsigned long long)idx,
                     (int)(bad < 64 ? bad : 64), (const char *)ks, ks[bad] ? "invalid UTF-8" : "embedded NUL", bad);
     if (!grow((void **)&g->kv, &g->cap_kv, g->n_kv, sizeof *g->kv))
         return lode_error_set(err, LODE_ERR_NOMEM, "%s: out of memory for %zu keys", g->path, g->n_kv + 1);
@@ -325,33 +325,33 @@ static lode_status parse_kv(lode_gguf *g, cur *c, uint64_t idx, lode_error *err)
     kv->key[klen] = '\0';
     g->n_kv++; /* owned from here on: lode_gguf_free releases it */
     if (nmap_find(&g->kv_map, kv_name, g, kv->key) >= 0)
-        return FAIL(g, err, "%s: key '%s' appears twice", g->path, kv->key);
+        return FAIL(err, "%s: key '%s' appears twice", g->path, kv->key);
     if (!nmap_add(&g->kv_map, kv_name, g, (int64_t)(g->n_kv - 1)))
         return lode_error_set(err, LODE_ERR_NOMEM, "%s: out of memory indexing keys", g->path);
 
     if (!rd_u32(c, &kv->type))
-        return FAIL(g, err, "%s: key '%s': value type runs past the end of the file", g->path, kv->key);
+        return FAIL(err, "%s: key '%s': value type runs past the end of the file", g->path, kv->key);
     size_t es = vtype_size(kv->type);
     if (es) {
         if (remaining(c) < es)
-            return FAIL(g, err, "%s: key '%s': %s value runs past the end of the file", g->path, kv->key,
+            return FAIL(err, "%s: key '%s': %s value runs past the end of the file", g->path, kv->key,
                         vtype_name(kv->type));
         kv->data = c->p + c->pos;
         kv->len = 1;
         if (kv->type == LODE_GGUF_BOOL && kv->data[0] > 1)
-            return FAIL(g, err, "%s: key '%s': bool value is %u (not 0/1)", g->path, kv->key, kv->data[0]);
+            return FAIL(err, "%s: key '%s': bool value is %u (not 0/1)", g->path, kv->key, kv->data[0]);
         c->pos += es;
         return LODE_OK;
     }
     if (kv->type == LODE_GGUF_STRING) {
         if (!rd_str(c, &kv->data, &kv->len))
-            return FAIL(g, err, "%s: key '%s': string value runs past the end of the file", g->path, kv->key);
+            return FAIL(err, "%s: key '%s': string value runs past the end of the file", g->path, kv->key);
         return LODE_OK;
     }
     if (kv->type != LODE_GGUF_ARRAY)
-        return FAIL(g, err, "%s: key '%s': unknown value type %u", g->path, kv->key, kv->type);
+        return FAIL(err, "%s: key '%s': unknown value type %u", g->path, kv->key, kv->type);
     if (!rd_u32(c, &kv->arr_type) || !rd_u64(c, &kv->len))
-        return FAIL(g, err, "%s: key '%s': array header runs past the end of the file", g->path, kv->key);
+        return FAIL(err, "%s: key '%s': array header runs past the end of the file", g->path, kv->key);
     kv->data = c->p + c->pos;
     uint64_t start = c->pos;
     lode_status s = skip_array(g, c, kv->key, kv->arr_type, kv->len, 1, err);
@@ -379,12 +379,12 @@ static lode_status parse_tensor_info(lode_gguf *g, cur *c, uint64_t idx, uint64_
     const uint8_t *ns;
     uint64_t nlen;
     if (!rd_str(c, &ns, &nlen))
-        return FAIL(g, err, "%s: tensor #%llu: name runs past the end of the file (offset %llu)", g->path,
+        return FAIL(err, "%s: tensor #%llu: name runs past the end of the file (offset %llu)", g->path,
                     (unsigned long long)idx, (unsigned long long)c->pos);
-    if (nlen == 0) return FAIL(g, err, "%s: tensor #%llu: empty name", g->path, (unsigned long long)idx);
+    if (nlen == 0) return FAIL(err, "%s: tensor #%llu: empty name", g->path, (unsigned long long)idx);
     size_t bad = utf8_bad_at(ns, nlen);
     if (bad != nlen)
-        return FAIL(g, err, "%s: tensor #%llu ('%.*s...'): %s in the name at byte %zu", g->path,
+        return FAIL(err, "%s: tensor #%llu ('%.*s...'): %s in the name at byte %zu", g->path,
                     (unsigned long long)idx, (int)(bad < 64 ? bad : 64), (const char *)ns,
                     ns[bad] ? "invalid UTF-8" : "embedded NUL", bad);
     if (!grow((void **)&g->t, &g->cap_t, g->n_t, sizeof *g->t))
@@ -398,37 +398,37 @@ static lode_status parse_tensor_info(lode_gguf *g, cur *c, uint64_t idx, uint64_
     t->name = name;
     g->n_t++;
     if (nmap_find(&g->t_map, t_name, g, name) >= 0)
-        return FAIL(g, err, "%s: tensor '%s' appears twice", g->path, name);
+        return FAIL(err, "%s: tensor '%s' appears twice", g->path, name);
     if (!nmap_add(&g->t_map, t_name, g, (int64_t)(g->n_t - 1)))
         return lode_error_set(err, LODE_ERR_NOMEM, "%s: out of memory indexing tensors", g->path);
 
     uint32_t n_dims, type;
     if (!rd_u32(c, &n_dims)) goto trunc;
     if (n_dims < 1 || n_dims > LODE_MAX_DIMS)
-        return FAIL(g, err, "%s: tensor '%s': n_dims %u is outside 1..%d", g->path, name, n_dims, LODE_MAX_DIMS);
+        return FAIL(err, "%s: tensor '%s': n_dims %u is outside 1..%d", g->path, name, n_dims, LODE_MAX_DIMS);
     t->n_dims = (int)n_dims;
     for (int i = 0; i < LODE_MAX_DIMS; i++) t->ne[i] = 1;
     for (uint32_t i = 0; i < n_dims; i++) {
         uint64_t v;
         if (!rd_u64(c, &v)) goto trunc;
         if (v == 0 || v > (uint64_t)INT64_MAX)
-            return FAIL(g, err, "%s: tensor '%s': ne[%u] = %lld is not a positive size", g->path, name, i,
+            return FAIL(err, "%s: tensor '%s': ne[%u] = %lld is not a positive size", g->path, name, i,
                         (long long)v);
         t->ne[i] = (int64_t)v;
     }
     if (!rd_u32(c, &type)) goto trunc;
     if (!ggml_type_known(type))
-        return FAIL(g, err, "%s: tensor '%s': unknown type id %u", g->path, name, type);
+        return FAIL(err, "%s: tensor '%s': unknown type id %u", g->path, name, type);
     t->type = (lode_type)type;
     const char *why = NULL;
     t->nbytes = ggml_nbytes(type, t->n_dims, t->ne, &why);
     if (!t->nbytes)
-        return FAIL(g, err, "%s: tensor '%s': shape [%lld, %lld, %lld, %lld] of type %u: %s", g->path, name,
+        return FAIL(err, "%s: tensor '%s': shape [%lld, %lld, %lld, %lld] of type %u: %s", g->path, name,
                     (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3], type, why);
     if (!rd_u64(c, &offsets[g->n_t - 1])) goto trunc;
     return LODE_OK;
 trunc:
-    return FAIL(g, err, "%s: tensor '%s': info runs past the end of the file", g->path, name);
+    return FAIL(err, "%s: tensor '%s': info runs past the end of the file", g->path, name);
 }
 
 static int cmp_by_offset(const void *a, const void *b, void *ctx) {
@@ -443,11 +443,11 @@ static lode_status place_tensors(lode_gguf *g, uint64_t *offsets, lode_error *er
         lode_tensor *t = &g->t[i];
         uint64_t off = offsets[i];
         if (off % g->alignment)
-            return FAIL(g, err, "%s: tensor '%s': data offset %llu is not a multiple of the alignment %zu", g->path,
+            return FAIL(err, "%s: tensor '%s': data offset %llu is not a multiple of the alignment %zu", g->path,
                         t->name, (unsigned long long)off, g->alignment);
         uint64_t avail = g->size > g->data_start ? g->size - g->data_start : 0;
         if (off > avail || t->nbytes > avail - off)
-            return FAIL(g, err,
+            return FAIL(err,
                         "%s: tensor '%s': data [%llu, +%zu) lies outside the file (data area is %llu bytes; "
                         "file truncated?)",
                         g->path, t->name, (unsigned long long)off, t->nbytes, (unsigned long long)avail);
@@ -462,7 +462,7 @@ static lode_status place_tensors(lode_gguf *g, uint64_t *offsets, lode_error *er
     for (size_t k = 1; k < g->n_t && !s; k++) {
         const lode_tensor *a = &g->t[order[k - 1]], *b = &g->t[order[k]];
         if (offsets[order[k - 1]] + a->nbytes > offsets[order[k]])
-            s = FAIL(g, err, "%s: tensor '%s' (offset %llu, %zu bytes) overlaps tensor '%s' (offset %llu)", g->path,
+            s = FAIL(err, "%s: tensor '%s' (offset %llu, %zu bytes) overlaps tensor '%s' (offset %llu)", g->path,
                      a->name, (unsigned long long)offsets[order[k - 1]], a->nbytes, b->name,
                      (unsigned long long)offsets[order[k]]);
     }
@@ -473,7 +473,7 @@ static lode_status place_tensors(lode_gguf *g, uint64_t *offsets, lode_error *er
 static lode_status parse(lode_gguf *g, lode_error *err) {
     cur c = {g->map, 0, g->size};
     if (g->size < GGUF_HEADER_BYTES || memcmp(g->map, "GGUF", 4) != 0)
-        return FAIL(g, err, "%s: not a GGUF file (%s)", g->path,
+        return FAIL(err, "%s: not a GGUF file (%s)", g->path,
                     g->size < 4 ? "file too short" : "magic is not \"GGUF\"");
     c.pos = 4;
     uint32_t version;
@@ -482,21 +482,21 @@ static lode_status parse(lode_gguf *g, lode_error *err) {
     rd_u64(&c, &n_tensors);
     rd_u64(&c, &n_kv);
     if (version == 1)
-        return FAIL(g, err, "%s: GGUF version 1 is not supported (re-convert the model with a current llama.cpp)",
+        return FAIL(err, "%s: GGUF version 1 is not supported (re-convert the model with a current llama.cpp)",
                     g->path);
     if (version != 2 && version != 3) {
         if ((version & 0xffff) == 0 && version >> 16)
-            return FAIL(g, err, "%s: big-endian GGUF is not supported", g->path);
-        return FAIL(g, err, "%s: unsupported GGUF version %u (expected 2 or 3)", g->path, version);
+            return FAIL(err, "%s: big-endian GGUF is not supported", g->path);
+        return FAIL(err, "%s: unsupported GGUF version %u (expected 2 or 3)", g->path, version);
     }
     g->version = version;
     /* Counts are bounded by what could possibly fit, so that a hostile header
      * fails fast with a clear message instead of after a long walk. */
     if (n_kv > g->size / 12)
-        return FAIL(g, err, "%s: key count %llu is impossible for a %zu-byte file", g->path,
+        return FAIL(err, "%s: key count %llu is impossible for a %zu-byte file", g->path,
                     (unsigned long long)n_kv, g->size);
     if (n_tensors > g->size / 32)
-        return FAIL(g, err, "%s: tensor count %llu is impossible for a %zu-byte file", g->path,
+        return FAIL(err, "%s: tensor count %llu is impossible for a %zu-byte file", g->path,
                     (unsigned long long)n_tensors, g->size);
     lode_status s;
     for (uint64_t i = 0; i < n_kv; i++)
@@ -508,11 +508,11 @@ static lode_status parse(lode_gguf *g, lode_error *err) {
         const gguf_kv *kv = &g->kv[ai];
         uint32_t a;
         if (kv->type != LODE_GGUF_UINT32)
-            return FAIL(g, err, "%s: key 'general.alignment' has type %s (expected u32)", g->path,
+            return FAIL(err, "%s: key 'general.alignment' has type %s (expected u32)", g->path,
                         vtype_name(kv->type));
         memcpy(&a, kv->data, 4);
         if (a == 0 || (a & (a - 1)))
-            return FAIL(g, err, "%s: key 'general.alignment' = %u is not a nonzero power of two", g->path, a);
+            return FAIL(err, "%s: key 'general.alignment' = %u is not a nonzero power of two", g->path, a);
         g->alignment = a;
     }
 
@@ -560,8 +560,18 @@ lode_status lode_gguf_open(const char *path, lode_gguf **out, lode_error *err) {
     close(fd); /* the mapping keeps the file alive */
     if (map == MAP_FAILED) return lode_error_set(err, LODE_ERR_IO, "%s: mmap failed: %s", path, strerror(e));
 
-    lode_gguf *g = lode_xcalloc(1, sizeof *g);
-    g->path = lode_xstrdup(path);
+    /* The reader allocates only through the try_ functions so that an
+     * allocation-failure loop can drive every path to LODE_ERR_NOMEM. */
+    lode_gguf *g = lode_try_calloc(1, sizeof *g);
+    char *pcopy = lode_try_malloc(strlen(path) + 1);
+    if (!g || !pcopy) {
+        lode_free(g);
+        lode_free(pcopy);
+        munmap(map, (size_t)st.st_size);
+        return lode_error_set(err, LODE_ERR_NOMEM, "%s: out of memory", path);
+    }
+    strcpy(pcopy, path);
+    g->path = pcopy;
     g->map = map;
     g->size = (size_t)st.st_size;
     lode_status s = parse(g, err);
@@ -983,6 +993,11 @@ lode_status lode_gguf_writer_add_tensor(lode_gguf_writer *w, const char *name, l
     size_t nl = strlen(name);
     if (!nl || utf8_bad_at((const uint8_t *)name, nl) != nl)
         return lode_error_set(err, LODE_ERR_INVALID_ARG, "gguf writer: tensor name '%s' is empty or not UTF-8", name);
+    /* llama.cpp stores names in char[GGML_MAX_NAME = 64] and refuses longer
+     * ones at load; refuse them here so every file we write loads there. */
+    if (nl > 63)
+        return lode_error_set(err, LODE_ERR_INVALID_ARG,
+                              "gguf writer: tensor name '%s' is %zu bytes (llama.cpp allows at most 63)", name, nl);
     if (!ggml_type_known((uint32_t)type))
         return lode_error_set(err, LODE_ERR_INVALID_ARG, "gguf writer: tensor '%s': unknown type id %d", name,
                               (int)type);

@@ -65,6 +65,13 @@ static int dtype_by_type(lode_type t) {
     return -1;
 }
 
+static char *try_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = lode_try_malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
 // ---- name map (same scheme as gguf.c: indices only, names via callback) ----------
 
 typedef const char *(*name_fn)(const void *ctx, int64_t i);
@@ -248,13 +255,20 @@ static lode_status open_file(lode_st *st, const char *path, lode_error *err) {
     int e = errno;
     close(fd);
     if (map == MAP_FAILED) return lode_error_set(err, LODE_ERR_IO, "%s: mmap failed: %s", path, strerror(e));
+    char *pcopy = try_strdup(path);
     if (st->n_files == st->cap_files) {
-        st->cap_files = st->cap_files ? st->cap_files * 2 : 8;
-        st->files = lode_xrealloc(st->files, st->cap_files * sizeof *st->files);
+        size_t cap = st->cap_files ? st->cap_files * 2 : 8;
+        st_file *nf = lode_try_realloc(st->files, cap * sizeof *nf);
+        if (nf) st->files = nf, st->cap_files = cap;
+    }
+    if (!pcopy || st->n_files == st->cap_files) {
+        lode_free(pcopy);
+        munmap(map, (size_t)sb.st_size);
+        return lode_error_set(err, LODE_ERR_NOMEM, "%s: out of memory", path);
     }
     size_t fi = st->n_files++;
     st_file *f = &st->files[fi];
-    *f = (st_file){lode_xstrdup(path), map, (size_t)sb.st_size, 0};
+    *f = (st_file){pcopy, map, (size_t)sb.st_size, 0};
 
     uint64_t hlen;
     memcpy(&hlen, f->map, 8);
@@ -309,9 +323,11 @@ done:
     return s;
 }
 
+/* dir + "/" + name, or NULL on OOM (callers report NOMEM). */
 static char *join(const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
-    char *p = lode_xmalloc(a + b + 2);
+    char *p = lode_try_malloc(a + b + 2);
+    if (!p) return NULL;
     memcpy(p, dir, a);
     p[a] = '/';
     memcpy(p + a + 1, name, b + 1);
@@ -364,6 +380,10 @@ static lode_status open_index(lode_st *st, const char *dir, const char *ipath, l
     for (size_t i = 0; i < ns; i++) {
         if (i && strcmp(shards[i].file, shards[i - 1].file) == 0) continue;
         char *p = join(dir, shards[i].file);
+        if (!p) {
+            s = lode_error_set(err, LODE_ERR_NOMEM, "%s: out of memory", ipath);
+            goto done;
+        }
         if (access(p, R_OK) != 0) {
             s = lode_error_set(err, LODE_ERR_IO, "%s: shard %s (holding tensor '%s') cannot be opened: %s", ipath, p,
                                shards[i].tensor, strerror(errno));
@@ -398,6 +418,7 @@ done:
 
 static lode_status open_dir(lode_st *st, const char *dir, lode_error *err) {
     char *p = join(dir, "model.safetensors.index.json");
+    if (!p) return lode_error_set(err, LODE_ERR_NOMEM, "%s: out of memory", dir);
     if (access(p, F_OK) == 0) {
         lode_status s = open_index(st, dir, p, err);
         lode_free(p);
@@ -405,6 +426,7 @@ static lode_status open_dir(lode_st *st, const char *dir, lode_error *err) {
     }
     lode_free(p);
     p = join(dir, "model.safetensors");
+    if (!p) return lode_error_set(err, LODE_ERR_NOMEM, "%s: out of memory", dir);
     if (access(p, F_OK) == 0) {
         lode_status s = open_file(st, p, err);
         lode_free(p);
@@ -416,23 +438,26 @@ static lode_status open_dir(lode_st *st, const char *dir, lode_error *err) {
     char **names = NULL;
     size_t n = 0, cap = 0;
     struct dirent *de;
-    while ((de = readdir(d))) {
+    lode_status s = LODE_OK;
+    while (!s && (de = readdir(d))) {
         size_t l = strlen(de->d_name);
         if (de->d_name[0] == '.' || l <= 12 || strcmp(de->d_name + l - 12, ".safetensors") != 0) continue;
         if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            names = lode_xrealloc(names, cap * sizeof *names);
+            size_t nc = cap ? cap * 2 : 16;
+            char **nn = lode_try_realloc(names, nc * sizeof *nn);
+            if (nn) names = nn, cap = nc;
         }
-        names[n++] = lode_xstrdup(de->d_name);
+        char *copy = n < cap ? try_strdup(de->d_name) : NULL;
+        if (!copy) s = lode_error_set(err, LODE_ERR_NOMEM, "%s: out of memory listing the directory", dir);
+        else names[n++] = copy;
     }
     closedir(d);
-    lode_status s = LODE_OK;
-    if (n == 0) s = lode_error_set(err, LODE_ERR_IO, "%s: no *.safetensors files in the directory", dir);
-    else qsort(names, n, sizeof *names, cmp_str);
+    if (!s && n == 0) s = lode_error_set(err, LODE_ERR_IO, "%s: no *.safetensors files in the directory", dir);
+    if (!s) qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n; i++) {
         if (!s) {
             char *fp = join(dir, names[i]);
-            s = open_file(st, fp, err);
+            s = fp ? open_file(st, fp, err) : lode_error_set(err, LODE_ERR_NOMEM, "%s: out of memory", dir);
             lode_free(fp);
         }
         lode_free(names[i]);
@@ -447,8 +472,12 @@ lode_status lode_st_open(const char *path, lode_st **out, lode_error *err) {
     if (!path) return lode_error_set(err, LODE_ERR_INVALID_ARG, "lode_st_open: path is NULL");
     struct stat sb;
     if (stat(path, &sb) != 0) return lode_error_set(err, LODE_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    lode_st *st = lode_xcalloc(1, sizeof *st);
-    st->path = lode_xstrdup(path);
+    lode_st *st = lode_try_calloc(1, sizeof *st);
+    if (st) st->path = try_strdup(path);
+    if (!st || !st->path) {
+        lode_free(st);
+        return lode_error_set(err, LODE_ERR_NOMEM, "%s: out of memory", path);
+    }
     lode_status s = S_ISDIR(sb.st_mode) ? open_dir(st, path, err) : open_file(st, path, err);
     if (s) {
         lode_st_free(st);

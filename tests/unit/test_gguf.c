@@ -153,6 +153,14 @@ static lode_gguf *open_ok(const buf *b) {
     return g;
 }
 
+// ---- allocation failure ------------------------------------------------------------
+
+static long g_fail_after, g_allocs;
+static void *fail_malloc(size_t n) { return g_allocs++ >= g_fail_after ? NULL : malloc(n); }
+static void *fail_calloc(size_t n, size_t k) { return g_allocs++ >= g_fail_after ? NULL : calloc(n, k); }
+static void *fail_realloc(void *p, size_t n) { return g_allocs++ >= g_fail_after ? NULL : realloc(p, n); }
+static const lode_alloc_hooks k_fail_hooks = {fail_malloc, fail_calloc, fail_realloc, free};
+
 // ---- writer → reader round trip ------------------------------------------------------
 
 Test(gguf, roundtrip_all_kv_types_and_tensors) {
@@ -883,4 +891,50 @@ Test(gguf, large_string_array) {
     lode_gguf_free(g);
     for (int i = 0; i < N; i++) free(toks[i]);
     free(toks);
+}
+
+/* Fail the k-th allocation for k = 0, 1, ... until open succeeds: every
+ * failure must be a clean LODE_ERR_NOMEM (ASan checks for leaks). */
+Test(gguf, alloc_failure_loop) {
+    buf b = {0};
+    build_valid(&b);
+    char path[128];
+    tmp_path(path, sizeof path, "oom.gguf");
+    write_file(path, b.p, b.n);
+    long k;
+    for (k = 0; k < 1000; k++) {
+        g_fail_after = k;
+        g_allocs = 0;
+        lode_set_alloc_hooks(&k_fail_hooks);
+        lode_gguf *g = NULL;
+        lode_error err = {0};
+        lode_status s = lode_gguf_open(path, &g, &err);
+        lode_set_alloc_hooks(NULL);
+        if (s == LODE_OK) {
+            cr_assert_eq(lode_gguf_n_tensors(g), 2);
+            lode_gguf_free(g);
+            break;
+        }
+        cr_assert_eq(s, LODE_ERR_NOMEM, "k=%ld: %s", k, err.text);
+        cr_assert(strstr(err.text, path), "%s", err.text);
+        cr_assert_null(g);
+    }
+    cr_assert_gt(k, 5);
+    cr_assert_lt(k, 1000);
+    free(b.p);
+}
+
+Test(gguf, writer_rejects_names_llamacpp_cannot_load) {
+    lode_gguf_writer *w = lode_gguf_writer_new();
+    int64_t ne[] = {4};
+    char name[80];
+    memset(name, 'n', 63);
+    name[63] = 0;
+    cr_assert_eq(lode_gguf_writer_add_tensor(w, name, LODE_TYPE_F32, 1, ne, NULL), LODE_OK);
+    name[63] = 'x';
+    name[64] = 0;
+    lode_error err = {0};
+    cr_assert_eq(lode_gguf_writer_add_tensor(w, name, LODE_TYPE_F32, 1, ne, &err), LODE_ERR_INVALID_ARG);
+    cr_assert(strstr(err.text, "63"), "%s", err.text);
+    lode_gguf_writer_free(w);
 }

@@ -91,6 +91,14 @@ static const char *k_valid =
     "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
     "\"b\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[24,32]}}";
 
+// ---- allocation failure ------------------------------------------------------------
+
+static long g_fail_after, g_allocs;
+static void *fail_malloc(size_t n) { return g_allocs++ >= g_fail_after ? NULL : malloc(n); }
+static void *fail_calloc(size_t n, size_t k) { return g_allocs++ >= g_fail_after ? NULL : calloc(n, k); }
+static void *fail_realloc(void *p, size_t n) { return g_allocs++ >= g_fail_after ? NULL : realloc(p, n); }
+static const lode_alloc_hooks k_fail_hooks = {fail_malloc, fail_calloc, fail_realloc, free};
+
 // ---- round trip ----------------------------------------------------------------------
 
 Test(safetensors, roundtrip) {
@@ -482,4 +490,34 @@ Test(safetensors, many_tensors) {
         cr_assert_eq(v, (uint16_t)i);
     }
     lode_st_free(st);
+}
+
+/* Allocation-failure loop over directory (index) mode: every failure is a
+ * clean LODE_ERR_NOMEM. jansson's own allocations are not hooked. */
+Test(safetensors, alloc_failure_loop) {
+    mkdir_in("oom");
+    shard("oom", "s2.safetensors", "b", 4);
+    shard("oom", "s1.safetensors", "a", 8);
+    index_json("oom", "{\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s2.safetensors\"}}");
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/oom", g_dir);
+    long k;
+    for (k = 0; k < 1000; k++) {
+        g_fail_after = k;
+        g_allocs = 0;
+        lode_set_alloc_hooks(&k_fail_hooks);
+        lode_st *st = NULL;
+        lode_error err = {0};
+        lode_status s = lode_st_open(dir, &st, &err);
+        lode_set_alloc_hooks(NULL);
+        if (s == LODE_OK) {
+            cr_assert_eq(lode_st_n_tensors(st), 2);
+            lode_st_free(st);
+            break;
+        }
+        cr_assert_eq(s, LODE_ERR_NOMEM, "k=%ld: %s", k, err.text);
+        cr_assert_null(st);
+    }
+    cr_assert_gt(k, 5);
+    cr_assert_lt(k, 1000);
 }
