@@ -7,7 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <string.h>
+
 #include "lode_base.h"
+#include "lode_engine.h"
+#include "lode_quant.h"
 
 bool lode_cli_parse_i64(const char *s, int64_t *out) {
     if (!s || !*s) return false;
@@ -71,4 +75,36 @@ char *lode_cli_read_stdin(size_t *len) {
     b[n] = 0;
     *len = n;
     return b;
+}
+
+int lode_cli_model_flag(const char *cmd, const char *a, const char *v, struct lode_model_params *mp) {
+    int64_t x;
+    if (!strcmp(a, "-t")) {
+        if (!v || !lode_cli_parse_i64(v, &x) || x < 0 || x > 1024) {
+            fprintf(stderr, "lode %s: -t needs a thread count (0 = all cores)\n", cmd);
+            return -1;
+        }
+        mp->n_threads = (int)x;
+        return 2;
+    }
+    if (!strcmp(a, "--mla")) {
+        if (v && !strcmp(v, "auto")) mp->mla_mode = LODE_MLA_AUTO;
+        else if (v && !strcmp(v, "absorbed")) mp->mla_mode = LODE_MLA_ABSORBED;
+        else if (v && !strcmp(v, "decompressed")) mp->mla_mode = LODE_MLA_DECOMPRESSED;
+        else {
+            fprintf(stderr, "lode %s: --mla must be auto, absorbed or decompressed\n", cmd);
+            return -1;
+        }
+        return 2;
+    }
+    if (!strcmp(a, "--quant")) {
+        int t = v ? lode_type_from_name(v) : -1;
+        if (t < 0 || !lode_type_get((lode_type)t)) {
+            fprintf(stderr, "lode %s: --quant needs a type: q8_0, q4_0, q4_k, q5_k, q6_k, f16, bf16\n", cmd);
+            return -1;
+        }
+        mp->quant_type = t;
+        return 2;
+    }
+    return 0;
 }

@@ -38,10 +38,13 @@ int lode_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n") && v && lode_cli_parse_i64(v, &tg) && tg >= 0) i++;
         else if (!strcmp(a, "-d") && v && lode_cli_parse_i64(v, &depth) && depth >= 0) i++;
         else if (!strcmp(a, "-r") && v && lode_cli_parse_i64(v, &reps) && reps > 0 && reps <= 100) i++;
-        else if (!strcmp(a, "-t") && v && lode_cli_parse_i64(v, &x) && x >= 0 && x < 1024) mp.n_threads = (int)x, i++;
         else if (!strcmp(a, "--json")) json = true;
+        else if ((x = lode_cli_model_flag("bench", a, v, &mp)) != 0) {
+            if (x < 0) return 2;
+            i += (int)x - 1;
+        }
         else {
-            fprintf(stderr, "usage: lode bench -m MODEL [-p 512] [-n 128] [-d DEPTH] [-r REPS] [-t N] [--json]\n");
+            fprintf(stderr, "usage: lode bench -m MODEL [-p 512] [-n 128] [-d DEPTH] [-r REPS] [--json] " LODE_CLI_MODEL_FLAGS_HELP "\n");
             return 2;
         }
     }

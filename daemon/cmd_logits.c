@@ -16,8 +16,8 @@
 #include "lode_engine.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: lode logits -m MODEL --tokens 1,2,3 [--top K] [--full] [--step] [--mla auto|absorbed|decompressed]\n"
-               "                   [--fork N] [-t N]\n");
+    fprintf(f, "usage: lode logits -m MODEL --tokens 1,2,3 [--top K] [--full] [--step] [--fork N]\n"
+               "                   " LODE_CLI_MODEL_FLAGS_HELP "\n");
 }
 
 static void print_row(int64_t pos, const float *lg, int64_t V, int top, bool full) {
@@ -63,16 +63,9 @@ int lode_cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "--fork") && v && lode_cli_parse_i64(v, &fork_at) && fork_at >= 0) i++;
         else if (!strcmp(a, "--full")) full = true;
         else if (!strcmp(a, "--step")) step = true;
-        else if (!strcmp(a, "-t") && v && lode_cli_parse_i64(v, &x) && x >= 0 && x < 1024) mp.n_threads = (int)x, i++;
-        else if (!strcmp(a, "--mla") && v) {
-            if (!strcmp(v, "auto")) mp.mla_mode = LODE_MLA_AUTO;
-            else if (!strcmp(v, "absorbed")) mp.mla_mode = LODE_MLA_ABSORBED;
-            else if (!strcmp(v, "decompressed")) mp.mla_mode = LODE_MLA_DECOMPRESSED;
-            else {
-                fprintf(stderr, "lode logits: --mla must be auto, absorbed or decompressed\n");
-                return 2;
-            }
-            i++;
+        else if ((x = lode_cli_model_flag("logits", a, v, &mp)) != 0) {
+            if (x < 0) return 2;
+            i += (int)x - 1;
         } else {
             fprintf(stderr, "lode logits: bad argument '%s'\n", a);
             usage(stderr);

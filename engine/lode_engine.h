@@ -71,6 +71,8 @@ typedef struct lode_model lode_model;
 typedef struct lode_model_params {
     int n_threads;          /* 0: available cores */
     lode_mla_mode mla_mode; /* default AUTO */
+    int quant_type;         /* -1: keep the file's types; else a lode_type (q8_0, q4_k, ...):
+                             * f32/f16/bf16 weight matrices are quantized at load */
 } lode_model_params;
 
 lode_model_params lode_model_default_params(void);

@@ -11,9 +11,10 @@
 
 #include "model_config.h"
 #include "model_impl.h"
+#include "quant_policy.h"
 
 lode_model_params lode_model_default_params(void) {
-    lode_model_params p = {0, LODE_MLA_AUTO};
+    lode_model_params p = {0, LODE_MLA_AUTO, -1};
     return p;
 }
 
@@ -50,6 +51,62 @@ static lode_status check_type(lode_model *m, const lode_tensor *t, lode_error *e
     return LODE_OK;
 }
 
+/* ---- in-engine quantization (--quant) --------------------------------- */
+typedef struct {
+    const lode_mat *src;
+    lode_type type;
+    char *dst;
+    size_t rb;
+    float *tmp; /* [n_threads][cols] */
+} qload_ctx;
+
+static void qload_rows(void *ctx, int64_t i) {
+    qload_ctx *q = ctx;
+    const int64_t chunk = 64, r0 = i * chunk;
+    int64_t r1 = r0 + chunk > q->src->rows ? q->src->rows : r0 + chunk;
+    float *tmp = q->tmp + (size_t)lode_pool_thread_index() * (size_t)q->src->cols;
+    const lode_type_traits *from = lode_type_get(q->src->type), *to = lode_type_get(q->type);
+    for (int64_t r = r0; r < r1; r++) {
+        from->to_f32((const char *)q->src->data + (size_t)r * q->src->row_bytes, tmp, q->src->cols);
+        to->from_f32(tmp, q->dst + (size_t)r * q->rb, q->src->cols);
+    }
+}
+
+/* Quantize a float matrix into an owned buffer (HF bf16 weights without a
+ * converter); rows that do not tile into the blocks get the fallback type. */
+static lode_status quantize_at_load(lode_model *m, lode_mat *w, lode_error *err) {
+    const lode_type target = lode__quant_fallback((lode_type)m->quant_type, w->cols);
+    const lode_type_traits *to = lode_type_get(target);
+    if (lode_type_get(w->type)->is_quantized || w->type == target) {
+        m->weight_bytes += w->row_bytes * (size_t)w->rows;
+        return LODE_OK;
+    }
+    size_t rb = lode_row_size(target, w->cols), bytes;
+    if (!lode_mul_ok(rb, (size_t)w->rows, &bytes))
+        return lode_error_set(err, LODE_ERR_NOMEM, "tensor '%s' is too large to quantize", w->name);
+    char *dst = lode_try_malloc(bytes);
+    float *tmp = lode_try_malloc((size_t)lode_pool_size(m->pool) * (size_t)w->cols * sizeof(float));
+    if (!dst || !tmp) {
+        lode_free(dst);
+        lode_free(tmp);
+        return lode_error_set(err, LODE_ERR_NOMEM, "out of memory quantizing '%s' to %s (%zu MB)", w->name,
+                              to->name, bytes >> 20);
+    }
+    qload_ctx q = {w, target, dst, rb, tmp};
+    lode_pool_run(m->pool, (w->rows + 63) / 64, qload_rows, &q);
+    lode_free(tmp);
+    if (m->n_owned == m->cap_owned) {
+        m->cap_owned = m->cap_owned ? m->cap_owned * 2 : 64;
+        m->owned = lode_xrealloc(m->owned, m->cap_owned * sizeof(void *));
+    }
+    m->owned[m->n_owned++] = dst;
+    w->type = target;
+    w->data = dst;
+    w->row_bytes = rb;
+    m->weight_bytes += bytes;
+    return LODE_OK;
+}
+
 lode_status lode__bind_mat(lode_model *m, lode_mat *out, const char *gguf_name, const char *hf_name,
                            int64_t rows, int64_t cols, bool required, lode_error *err) {
     memset(out, 0, sizeof *out);
@@ -81,6 +138,7 @@ lode_status lode__bind_mat(lode_model *m, lode_mat *out, const char *gguf_name, 
     out->data = t->data;
     out->row_bytes = rb;
     out->name = t->name;
+    if (m->quant_type >= 0 && rows > 1) return quantize_at_load(m, out, err);
     m->weight_bytes += t->nbytes;
     return LODE_OK;
 }
@@ -185,7 +243,18 @@ lode_status lode_model_load(const char *path, const lode_model_params *params, l
     lode_model *m = lode_xcalloc(1, sizeof *m);
     m->path = lode_xstrdup(path);
     m->mla_mode = params->mla_mode;
+    m->quant_type = -1;
     lode_status s;
+    if (params->quant_type >= 0) {
+        const lode_type_traits *qt = lode_type_get((lode_type)params->quant_type);
+        if (!qt) {
+            s = lode_error_set(err, LODE_ERR_INVALID_ARG, "cannot quantize to type %s",
+                               lode_type_name((lode_type)params->quant_type));
+            goto fail;
+        }
+        m->quant_type = params->quant_type;
+    }
+    m->pool = lode_pool_new(params->n_threads);
     if (is_dir(path)) {
         m->format = "hf";
         char cj[4096];
@@ -227,7 +296,6 @@ lode_status lode_model_load(const char *path, const lode_model_params *params, l
     s = m->cfg.arch == LODE_ARCH_DEEPSEEK2 ? lode__deepseek2_bind(m, err) : lode__llama_bind(m, err);
     if (s) goto fail;
     if ((s = setup_rope(m, err))) goto fail;
-    m->pool = lode_pool_new(params->n_threads);
     *out = m;
     return LODE_OK;
 fail:

@@ -29,6 +29,7 @@
 #include "lode_pool.h"
 #include "lode_quant.h"
 #include "lode_safetensors.h"
+#include "quant_policy.h"
 
 /* ---- presets ------------------------------------------------------------- */
 static lode_config base_ds(void) {
@@ -428,11 +429,7 @@ static lode_type pick_type(const lode_gen_params *p, const tplan *t, bool gguf) 
     bool quant = lode_type_get(ty) && lode_type_get(ty)->is_quantized;
     if (gguf && quant && (t->x == T_KB || t->x == T_VB))
         ty = p->kb_type >= 0 ? (lode_type)p->kb_type : LODE_TYPE_F32;
-    const lode_type_traits *tr = lode_type_get(ty);
-    if (t->ne[0] % tr->block_size != 0) /* like llama.cpp: fall back when rows don't tile */
-        ty = t->ne[0] % 32 == 0 ? LODE_TYPE_Q8_0 : LODE_TYPE_F16;
-    if (ty == LODE_TYPE_Q8_0 && !quant) ty = LODE_TYPE_F16;
-    return ty;
+    return lode__quant_fallback(ty, t->ne[0]);
 }
 
 typedef lode_status (*write_fn)(void *w, const void *data, size_t n, lode_error *err);

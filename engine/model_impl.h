@@ -94,6 +94,7 @@ struct lode_model {
     float attn_scale;    /* softmax scale incl. YaRN m^2 */
     float rope_mag;      /* YaRN cos/sin factor (1 for released configs) */
     lode_mla_mode mla_mode;
+    int quant_type; /* -1 or the type float matrices are quantized to at load */
     bool moe_v3_weights; /* norm then always scale (V3 / llama.cpp); else V2 remote-code rule */
     lode_pool *pool;
     lode_ws ws;

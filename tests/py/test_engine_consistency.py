@@ -106,3 +106,12 @@ def test_quant_close_to_f32(preset, typ):
     max_rel, min_agree = QTOL[typ]
     assert rel < max_rel, f"{preset} {typ}: relative RMS error {rel:.4f} >= {max_rel}"
     assert agree >= min_agree, f"{preset} {typ}: top-1 agrees on only {agree:.0%} of positions"
+
+
+@pytest.mark.parametrize("typ", ["q8_0", "q4_k", "q6_k"])
+def test_quantize_at_load_equals_quantized_file(typ):
+    """`--quant T` on HF f32 weights gives the same model as a GGUF written
+    with T (same quantizer, same fallback for rows that do not tile)."""
+    a = mat(logits(model("tiny-v2lite", "hf"), TOKENS, "--quant", typ))
+    b = mat(logits(model("tiny-v2lite", typ=typ, extra=("--legacy-kvb",)), TOKENS))
+    assert_close(a, b, 1e-5, f"--quant {typ} vs GGUF {typ}")
