@@ -56,6 +56,11 @@ for f in tests/node/*.test.mjs; do
   run_one "node_$(basename "$f" .test.mjs)" node --test "$f"
 done
 
+# Short coverage-guided fuzz runs of the parsers (longer: make fuzz).
+if [ -z "${LODE_SAN:-}" ] && command -v clang >/dev/null; then
+  run_one "fuzz_parsers" make --no-print-directory fuzz FUZZ_TIME=${LODE_FUZZ_TIME:-15}
+fi
+
 echo
 [ $fail -gt 0 ] && echo "failed: ${failed[*]}"
 echo "lode-tests: $pass passed, $fail failed"
