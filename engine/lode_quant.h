@@ -82,7 +82,8 @@ typedef enum lode_cpu_level {
 
 lode_cpu_level lode_quant_cpu_level(void);
 /* Force a level (clamped to what the CPU supports) and return the level now
- * in effect. For tests and start-up: do not call while kernels run. */
+ * in effect; a negative level re-runs detection (CPU + LODE_CPU). For tests
+ * and start-up: do not call while kernels run. */
 lode_cpu_level lode_quant_set_cpu_level(lode_cpu_level level);
 /* "scalar", "avx2", "avx512". */
 const char *lode_cpu_level_name(lode_cpu_level level);

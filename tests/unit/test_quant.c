@@ -15,8 +15,8 @@
  *
  * Named tolerances: relative RMSE of from_f32 then to_f32 on N(0,1) data,
  * set a little above the measured values (printed with --verbose):
- *   q8_0 0.0054, q4_0 0.0863 (GGML's max/-8 rule), q4_k 0.0714, q5_k 0.0359,
- *   q6_k 0.0171, f16 0.00021, bf16 0.00167. For Gaussian data these sit close
+ *   q8_0 0.0054, q4_0 0.0863 (GGML's max/-8 rule), q4_k 0.0716, q5_k 0.0360,
+ *   q6_k 0.0172, f16 0.00021, bf16 0.00167. For Gaussian data these sit close
  *   to the uniform-quantizer floor (step / sqrt(12) over each sub-block's
  *   range), so tighter bounds would need a different format, not a better
  *   search.
@@ -124,6 +124,7 @@ Test(quant, f16_all_values_round_trip) {
 }
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 __attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) {
     return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
@@ -131,7 +132,8 @@ __attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) {
 __attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
 
 Test(quant, f16_matches_f16c) {
-    if (!__builtin_cpu_supports("f16c")) cr_skip_test("no F16C");
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & bit_F16C)) cr_skip_test("no F16C");
     for (int i = 0; i < 2000000; i++) {
         /* Random bit patterns concentrated on the f16 range (exponent
          * 100..150 covers subnormals, normals, overflow), plus any bits. */
@@ -475,17 +477,51 @@ Test(quant, kernels_scalar) { check_kernels_at_level(LODE_CPU_SCALAR); }
 Test(quant, kernels_avx2) { check_kernels_at_level(LODE_CPU_AVX2); }
 Test(quant, kernels_avx512) { check_kernels_at_level(LODE_CPU_AVX512); }
 
+/* Multi-token calls dequantize into f32 tiles; with one-hot tokens the
+ * result is exactly the dequantized weight, which must equal to_f32 bit for
+ * bit at every level (the tile decoders keep GGML's arithmetic). */
+static void check_tiles_exact(lode_cpu_level level) {
+    if (lode_quant_set_cpu_level(level) != level) return;
+    for (size_t si = 0; si < sizeof k_shapes / sizeof k_shapes[0]; si++) {
+        const int64_t nrows = 5, ncols = k_shapes[si].ncols;
+        wmat m = make_wmat(k_shapes[si].t, ncols, nrows);
+        const int ntok = 7;
+        float *X = calloc((size_t)(ntok * ncols), sizeof(float)), *Y = malloc((size_t)(ntok * nrows) * sizeof(float));
+        int64_t cols[7];
+        for (int t = 0; t < ntok; t++) {
+            cols[t] = t == 0 ? 0 : t == ntok - 1 ? ncols - 1 : (int64_t)(rng_u32() % (uint32_t)ncols);
+            X[t * ncols + cols[t]] = 1.0f;
+        }
+        lode_matmul_rows(m.t, m.W, ncols, X, ncols, ntok, Y, nrows, 0, nrows);
+        for (int t = 0; t < ntok; t++)
+            for (int64_t r = 0; r < nrows; r++)
+                cr_assert(Y[t * nrows + r] == m.Wf[r * ncols + cols[t]], /* == : -0 * 1 + 0 is +0 */
+                          "%s tile at %s: row %ld col %ld: %a vs %a", lode_type_name(m.t), lode_cpu_level_name(level),
+                          (long)r, (long)cols[t], Y[t * nrows + r], m.Wf[r * ncols + cols[t]]);
+        free(X);
+        free(Y);
+        free_wmat(&m);
+    }
+}
+
+Test(quant, tiles_bit_exact_all_levels) {
+    check_tiles_exact(LODE_CPU_SCALAR);
+    check_tiles_exact(LODE_CPU_AVX2);
+    check_tiles_exact(LODE_CPU_AVX512);
+}
+
 Test(quant, kernels_large_tile) {
     /* More rows than one tile holds (tile = 64 Ki floats / 2048 columns =
-     * 32 rows) and several column blocks. */
-    const lode_type types[] = {LODE_TYPE_Q4_K, LODE_TYPE_Q8_0, LODE_TYPE_F32};
-    for (size_t ti = 0; ti < 3; ti++) {
-        wmat m = make_wmat(types[ti], 4608, 70);
-        float *X = malloc(3 * 4608 * sizeof(float)), *Y = malloc(3 * 70 * sizeof(float));
-        for (int i = 0; i < 3 * 4608; i++) X[i] = rng_gauss();
-        lode_matmul_rows(m.t, m.W, m.ncols, X, 4608, 3, Y, 70, 1, 69);
-        for (int t = 0; t < 3; t++)
-            for (int r = 1; r < 69; r++) check_row(&m, r, X + t * 4608, Y[t * 70 + r], "matmul-large", 3);
+     * 32 rows) and several column blocks; 6 tokens take the tile path. */
+    const lode_type types[] = {LODE_TYPE_Q4_K, LODE_TYPE_Q8_0, LODE_TYPE_F32, LODE_TYPE_BF16};
+    enum { NT = 6, NC = 4608, NR = 70 };
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        wmat m = make_wmat(types[ti], NC, NR);
+        float *X = malloc(NT * NC * sizeof(float)), *Y = malloc(NT * NR * sizeof(float));
+        for (int i = 0; i < NT * NC; i++) X[i] = rng_gauss();
+        lode_matmul_rows(m.t, m.W, m.ncols, X, NC, NT, Y, NR, 1, NR - 1);
+        for (int t = 0; t < NT; t++)
+            for (int r = 1; r < NR - 1; r++) check_row(&m, r, X + t * NC, Y[t * NR + r], "matmul-large", NT);
         free(X);
         free(Y);
         free_wmat(&m);
@@ -501,15 +537,18 @@ typedef struct {
 
 static void *thr_main(void *p) {
     thr_arg *a = p;
+    /* Alternate the fused (4 tokens) and tile (6 tokens) paths; each
+     * thread gets its own tile scratch, freed when it exits. */
     for (int it = 0; it < 20; it++)
-        lode_matmul_rows(a->m->t, a->m->W, a->m->ncols, a->X, a->m->ncols, 4, a->Y, a->m->nrows, a->r0, a->r1);
+        lode_matmul_rows(a->m->t, a->m->W, a->m->ncols, a->X, a->m->ncols, it & 1 ? 6 : 4, a->Y, a->m->nrows, a->r0,
+                         a->r1);
     return NULL;
 }
 
 Test(quant, kernels_threads_disjoint_rows) {
     wmat m = make_wmat(LODE_TYPE_Q6_K, 1024, 64);
-    float *X = malloc(4 * 1024 * sizeof(float)), *Y = malloc(4 * 64 * sizeof(float));
-    for (int i = 0; i < 4 * 1024; i++) X[i] = rng_gauss();
+    float *X = malloc(6 * 1024 * sizeof(float)), *Y = malloc(6 * 64 * sizeof(float));
+    for (int i = 0; i < 6 * 1024; i++) X[i] = rng_gauss();
     pthread_t th[4];
     thr_arg args[4];
     for (int i = 0; i < 4; i++) {
@@ -517,11 +556,29 @@ Test(quant, kernels_threads_disjoint_rows) {
         pthread_create(&th[i], NULL, thr_main, &args[i]);
     }
     for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
-    for (int t = 0; t < 4; t++)
-        for (int r = 0; r < 64; r++) check_row(&m, r, X + t * 1024, Y[t * 64 + r], "threads", 4);
+    for (int t = 0; t < 6; t++)
+        for (int r = 0; r < 64; r++) check_row(&m, r, X + t * 1024, Y[t * 64 + r], "threads", 6);
     free(X);
     free(Y);
     free_wmat(&m);
+}
+
+Test(quant, cpu_level_env_override) {
+    /* A negative level re-runs detection, which reads LODE_CPU (the suite
+     * itself may run under LODE_CPU=...: start from a clean environment). */
+    unsetenv("LODE_CPU");
+    const lode_cpu_level max = lode_quant_set_cpu_level((lode_cpu_level)-1);
+    setenv("LODE_CPU", "scalar", 1);
+    cr_expect_eq(lode_quant_set_cpu_level((lode_cpu_level)-1), LODE_CPU_SCALAR);
+    cr_expect_eq(lode_quant_cpu_level(), LODE_CPU_SCALAR);
+    setenv("LODE_CPU", "avx2", 1);
+    cr_expect_eq(lode_quant_set_cpu_level((lode_cpu_level)-1), max >= LODE_CPU_AVX2 ? LODE_CPU_AVX2 : max);
+    setenv("LODE_CPU", "AVX512", 1);
+    cr_expect_eq(lode_quant_set_cpu_level((lode_cpu_level)-1), max);
+    setenv("LODE_CPU", "bogus", 1); /* warns, keeps the CPU's best */
+    cr_expect_eq(lode_quant_set_cpu_level((lode_cpu_level)-1), max);
+    unsetenv("LODE_CPU");
+    cr_expect_eq(lode_quant_set_cpu_level(LODE_CPU_AVX512), max);
 }
 
 Test(quant, cpu_level_names) {
@@ -578,12 +635,17 @@ Test(quant, matches_ggml_library) {
         const lode_type_traits *tr = lode_type_get(k[i].t);
         ggml_deq_fn gdeq = (ggml_deq_fn)ggml_sym(h, k[i].deq);
         ggml_quant_fn gq = (ggml_quant_fn)ggml_sym(h, k[i].quant);
-        /* Dequantizers: random blocks, bit-exact. */
+        /* Dequantizers: random blocks, bit-exact, at every level (to_f32
+         * runs the current level's decoder). */
         random_block(k[i].t, blk, (size_t)(n / tr->block_size));
-        tr->to_f32(blk, a, n);
         gdeq(blk, b, n);
-        for (int64_t j = 0; j < n; j++)
-            cr_assert(fbits(a[j]) == fbits(b[j]), "%s element %ld: lode %a ggml %a", tr->name, (long)j, a[j], b[j]);
+        for (int lv = LODE_CPU_SCALAR; lv <= LODE_CPU_AVX512; lv++) {
+            if (lode_quant_set_cpu_level((lode_cpu_level)lv) != (lode_cpu_level)lv) continue;
+            tr->to_f32(blk, a, n);
+            for (int64_t j = 0; j < n; j++)
+                cr_assert(fbits(a[j]) == fbits(b[j]), "%s element %ld at %s: lode %a ggml %a", tr->name, (long)j,
+                          lode_cpu_level_name((lode_cpu_level)lv), a[j], b[j]);
+        }
         /* Quantizers: Q8_0/Q4_0 must be byte-identical; the K-quants use
          * lode's own search, so compare accuracy instead. */
         const size_t rs = lode_row_size(k[i].t, n);
@@ -612,12 +674,16 @@ Test(quant, matches_ggml_library) {
     uint16_t *hv = malloc(65536 * 2), *hg = malloc(65536 * 2);
     float *fa = malloc(65536 * sizeof(float)), *fb = malloc(65536 * sizeof(float));
     for (uint32_t i = 0; i < 65536; i++) hv[i] = (uint16_t)i;
-    g16(hv, fb, 65536);
-    lode_type_get(LODE_TYPE_F16)->to_f32(hv, fa, 65536);
-    for (int i = 0; i < 65536; i++) cr_assert(fbits(fa[i]) == fbits(fb[i]) || (isnan(fa[i]) && isnan(fb[i])), "f16 0x%04x", i);
-    gb16(hv, fb, 65536);
-    lode_type_get(LODE_TYPE_BF16)->to_f32(hv, fa, 65536);
-    for (int i = 0; i < 65536; i++) cr_assert(fbits(fa[i]) == fbits(fb[i]), "bf16 0x%04x", i);
+    for (int lv = LODE_CPU_SCALAR; lv <= LODE_CPU_AVX512; lv++) {
+        if (lode_quant_set_cpu_level((lode_cpu_level)lv) != (lode_cpu_level)lv) continue;
+        g16(hv, fb, 65536);
+        lode_type_get(LODE_TYPE_F16)->to_f32(hv, fa, 65536);
+        for (int i = 0; i < 65536; i++)
+            cr_assert(fbits(fa[i]) == fbits(fb[i]) || (isnan(fa[i]) && isnan(fb[i])), "f16 0x%04x at level %d", i, lv);
+        gb16(hv, fb, 65536);
+        lode_type_get(LODE_TYPE_BF16)->to_f32(hv, fa, 65536);
+        for (int i = 0; i < 65536; i++) cr_assert(fbits(fa[i]) == fbits(fb[i]), "bf16 0x%04x at level %d", i, lv);
+    }
     for (int i = 0; i < 65536; i++) {
         uint32_t u = rng_u32();
         if (i & 1) u = (u & 0x807FFFFFu) | ((100u + rng_u32() % 51) << 23);

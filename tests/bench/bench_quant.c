@@ -1,0 +1,85 @@
+/*
+ * bench_quant.c — single-thread throughput of lode_matvec_rows (GB/s of
+ * weight bytes streamed) and lode_matmul_rows (GFLOP/s) on a 4096 x 4096
+ * matrix of each type, at every instruction-set level the CPU has.
+ *
+ * Build (from the repo root):
+ *   cc -std=c11 -O2 -Iengine tests/bench/bench_quant.c engine/quant.c engine/base.c -o build/bench_quant -lm -pthread
+ * Usage: build/bench_quant [rows] [cols]      (defaults 4096 4096)
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lode_base.h"
+#include "lode_quant.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint32_t rng = 12345;
+static float frand(void) {
+    rng = rng * 1664525u + 1013904223u;
+    return (float)(rng >> 8) / 16777216.0f - 0.5f;
+}
+
+int main(int argc, char **argv) {
+    const int64_t rows = argc > 1 ? atoll(argv[1]) : 4096, cols = argc > 2 ? atoll(argv[2]) : 4096;
+    const lode_type types[] = {LODE_TYPE_F32, LODE_TYPE_F16, LODE_TYPE_BF16, LODE_TYPE_Q8_0,
+                               LODE_TYPE_Q4_0, LODE_TYPE_Q4_K, LODE_TYPE_Q5_K, LODE_TYPE_Q6_K};
+    enum { NTOK = 8, SEED_ROWS = 64 };
+    float *src = malloc((size_t)(SEED_ROWS * cols) * sizeof(float));
+    float *x = malloc((size_t)(NTOK * cols) * sizeof(float));
+    float *y = malloc((size_t)(NTOK * rows) * sizeof(float));
+    for (int64_t i = 0; i < SEED_ROWS * cols; i++) src[i] = frand();
+    for (int64_t i = 0; i < NTOK * cols; i++) x[i] = frand();
+    const lode_cpu_level max = lode_quant_cpu_level();
+    printf("matvec %ld x %ld, single thread (GB/s of weights; matmul: %d tokens, GFLOP/s)\n", (long)rows,
+           (long)cols, NTOK);
+    printf("%-6s", "type");
+    for (int lv = LODE_CPU_SCALAR; lv <= (int)max; lv++)
+        printf("  %8s GB/s  %6s GF/s", lode_cpu_level_name((lode_cpu_level)lv), "mm");
+    printf("\n");
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const lode_type t = types[ti];
+        const size_t rs = lode_row_size(t, cols);
+        if (!rs) continue;
+        char *W = malloc(rs * (size_t)rows);
+        /* Quantize a few distinct rows and tile them over the matrix. */
+        for (int64_t r = 0; r < SEED_ROWS; r++) lode_type_get(t)->from_f32(src + r * cols, W + r * rs, cols);
+        for (int64_t r = SEED_ROWS; r < rows; r++) memcpy(W + r * rs, W + (r % SEED_ROWS) * rs, rs);
+        printf("%-6s", lode_type_name(t));
+        for (int lv = LODE_CPU_SCALAR; lv <= (int)max; lv++) {
+            lode_quant_set_cpu_level((lode_cpu_level)lv);
+            double best = 1e9, best_mm = 1e9;
+            const int reps = lv == LODE_CPU_SCALAR ? 3 : 10;
+            for (int it = 0; it < reps; it++) {
+                double t0 = now_s();
+                lode_matvec_rows(t, W, cols, x, y, 0, rows);
+                double dt = now_s() - t0;
+                if (dt < best) best = dt;
+            }
+            for (int it = 0; it < (reps + 1) / 2; it++) {
+                double t0 = now_s();
+                lode_matmul_rows(t, W, cols, x, cols, NTOK, y, rows, 0, rows);
+                double dt = now_s() - t0;
+                if (dt < best_mm) best_mm = dt;
+            }
+            printf("  %13.2f  %11.1f", (double)rs * (double)rows / best / 1e9,
+                   2.0 * (double)rows * (double)cols * NTOK / best_mm / 1e9);
+        }
+        printf("\n");
+        fflush(stdout);
+        free(W);
+    }
+    free(src);
+    free(x);
+    free(y);
+    return 0;
+}
