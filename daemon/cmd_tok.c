@@ -1,0 +1,120 @@
+/*
+ * cmd_tok.c — `lode tokenize` and `lode detokenize`.
+ *   lode tokenize -m MODEL [--text T | < FILE] [--json] [--bos] [--special]
+ *   lode detokenize -m MODEL --tokens 1,2,3 [--special]
+ * MODEL: a GGUF file (vocab-only works), an HF directory or a tokenizer.json.
+ * --special parses control-token text in the input (tokenize) or shows
+ * control tokens (detokenize).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cli_util.h"
+#include "lode_tok.h"
+
+static lode_tok *load(const char *cmd, const char *model) {
+    lode_tok *t;
+    lode_error err = {0};
+    if (lode_tok_load(model, &t, &err)) {
+        fprintf(stderr, "lode %s: %s\n", cmd, err.text);
+        return NULL;
+    }
+    return t;
+}
+
+int lode_cmd_tokenize(int argc, char **argv) {
+    const char *model = NULL, *text = NULL;
+    bool json = false, bos = false, special = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-m") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--text") && i + 1 < argc) text = argv[++i];
+        else if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "--bos")) bos = true;
+        else if (!strcmp(argv[i], "--special")) special = true;
+        else {
+            fprintf(stderr, "usage: lode tokenize -m MODEL [--text T | < FILE] [--json] [--bos] [--special]\n");
+            return 2;
+        }
+    }
+    if (!model) {
+        fprintf(stderr, "usage: lode tokenize -m MODEL [--text T | < FILE] [--json] [--bos] [--special]\n");
+        return 2;
+    }
+    lode_tok *t = load("tokenize", model);
+    if (!t) return 1;
+    size_t len;
+    char *buf = NULL;
+    if (text) len = strlen(text);
+    else if (!(buf = lode_cli_read_stdin(&len))) {
+        fprintf(stderr, "lode tokenize: cannot read standard input\n");
+        lode_tok_free(t);
+        return 1;
+    }
+    int32_t *ids;
+    size_t n;
+    lode_error err = {0};
+    lode_status s = lode_tok_encode(t, text ? text : buf, len, bos, special, &ids, &n, &err);
+    if (!s) {
+        /* One buffered write: multi-megabyte inputs give millions of ids. */
+        size_t cap = n * 12 + 8, w = 0;
+        char *o = lode_xmalloc(cap);
+        if (json) o[w++] = '[';
+        for (size_t i = 0; i < n; i++)
+            w += (size_t)snprintf(o + w, cap - w, json ? "%s%d" : "%s%d", i ? (json ? ", " : " ") : "", ids[i]);
+        if (json) o[w++] = ']';
+        o[w++] = '\n';
+        fwrite(o, 1, w, stdout);
+        lode_free(o);
+        lode_free(ids);
+    } else {
+        fprintf(stderr, "lode tokenize: %s\n", err.text);
+    }
+    lode_free(buf);
+    lode_tok_free(t);
+    return s ? 1 : 0;
+}
+
+int lode_cmd_detokenize(int argc, char **argv) {
+    const char *model = NULL, *toks = NULL;
+    bool special = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-m") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) toks = argv[++i];
+        else if (!strcmp(argv[i], "--special")) special = true;
+        else {
+            fprintf(stderr, "usage: lode detokenize -m MODEL --tokens 1,2,3 [--special]\n");
+            return 2;
+        }
+    }
+    if (!model || !toks) {
+        fprintf(stderr, "usage: lode detokenize -m MODEL --tokens 1,2,3 [--special]\n");
+        return 2;
+    }
+    int32_t *ids;
+    size_t n;
+    if (!lode_cli_parse_ids(toks, &ids, &n)) {
+        fprintf(stderr, "lode detokenize: --tokens must be a list of non-negative integers\n");
+        return 2;
+    }
+    lode_tok *t = load("detokenize", model);
+    if (!t) {
+        lode_free(ids);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= lode_tok_n_vocab(t)) {
+            fprintf(stderr, "lode detokenize: token %d is outside the vocabulary (size %lld)\n", ids[i],
+                    (long long)lode_tok_n_vocab(t));
+            lode_free(ids);
+            lode_tok_free(t);
+            return 1;
+        }
+    size_t len;
+    char *s = lode_tok_decode(t, ids, n, special, &len);
+    fwrite(s, 1, len, stdout);
+    lode_free(s);
+    lode_free(ids);
+    lode_tok_free(t);
+    return 0;
+}
