@@ -61,10 +61,10 @@ lode_status lode_model_eval(lode_model *m, lode_kv *kv, const lode_batch *b, flo
     p.n = n;
     p.tokens = b->tokens;
     int64_t *ibuf = lode_try_malloc((size_t)n * (3 * sizeof(int64_t) + 2 * sizeof(int32_t)) + 64);
-    int32_t *old_len_seq = lode_try_malloc((size_t)n * (sizeof(int32_t) + sizeof(int64_t)));
-    if (!ibuf || !old_len_seq) {
+    int64_t *saved_len = lode_try_malloc((size_t)n * sizeof(int64_t));
+    if (!ibuf || !saved_len) {
         lode_free(ibuf);
-        lode_free(old_len_seq);
+        lode_free(saved_len);
         return lode_error_set(err, LODE_ERR_NOMEM, "out of memory planning a batch of %lld tokens", (long long)n);
     }
     p.pos = ibuf;
@@ -74,7 +74,6 @@ lode_status lode_model_eval(lode_model *m, lode_kv *kv, const lode_batch *b, flo
     p.cell = p.seq + n;
     int64_t *group_count = lode_xcalloc((size_t)n, sizeof(int64_t));
     int32_t *group_seq = lode_xmalloc((size_t)n * sizeof(int32_t));
-    int64_t *saved_len = (int64_t *)(old_len_seq + n);
     p.group_seq = group_seq;
     p.group_count = group_count;
     lode_status st = LODE_OK;
@@ -138,7 +137,7 @@ rollback:
     for (int64_t g = 0; g < p.n_groups; g++) lode_kv_seq_truncate(kv, group_seq[g], saved_len[g]);
 out:
     lode_free(ibuf);
-    lode_free(old_len_seq);
+    lode_free(saved_len);
     lode_free(group_count);
     lode_free(group_seq);
     return st;

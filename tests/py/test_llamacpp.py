@@ -1,3 +1,5 @@
+# LODE_SAN_SKIP: the llama.cpp comparisons run in the normal pass only; the sanitizer pass
+# covers the same lode code paths through the other suites.
 """llama.cpp as a second opinion (node-llama-cpp 3.22.1 prebuilt CPU binaries, pinned in
 tests/npm; evaluated by tests/llamacpp/llama_eval.mjs with an F32 KV cache).
 

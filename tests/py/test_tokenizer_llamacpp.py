@@ -1,3 +1,5 @@
+# LODE_SAN_SKIP: the llama.cpp comparisons run in the normal pass only; the sanitizer pass
+# covers the same lode code paths through the other suites.
 """lode's tokenizer against llama.cpp's own (node-llama-cpp, offline, the
 vocab-only GGUFs of ../shared/data/vocab) on a corpus of our own: source code
 in many languages, mixed scripts, emoji, long runs of whitespace and digits,
