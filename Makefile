@@ -115,3 +115,4 @@ clean:
 .PHONY: all features deps test tests san bench clean
 -include $(LIB_OBJ:.o=.d) $(BUILD)/daemon/main.d
 -include tests/fuzz/fuzz.mk
+-include tests/fuzz/fuzz_tok.mk

@@ -1,10 +1,10 @@
 /*
  * cmd_tok.c — `lode tokenize` and `lode detokenize`.
- *   lode tokenize -m MODEL [--text T | < FILE] [--json] [--bos] [--special]
+ *   lode tokenize -m MODEL [--text T | < FILE] [--json] [--bos] [--special] [--time]
  *   lode detokenize -m MODEL --tokens 1,2,3 [--special]
  * MODEL: a GGUF file (vocab-only works), an HF directory or a tokenizer.json.
  * --special parses control-token text in the input (tokenize) or shows
- * control tokens (detokenize).
+ * control tokens (detokenize). --time reports encode speed on stderr.
  */
 #include <stdio.h>
 #include <string.h>
@@ -25,9 +25,10 @@ static lode_tok *load(const char *cmd, const char *model) {
 
 int lode_cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *text = NULL;
-    bool json = false, bos = false, special = false;
+    bool json = false, bos = false, special = false, timing = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--time")) timing = true;
         else if (!strcmp(argv[i], "--text") && i + 1 < argc) text = argv[++i];
         else if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--bos")) bos = true;
@@ -54,7 +55,11 @@ int lode_cmd_tokenize(int argc, char **argv) {
     int32_t *ids;
     size_t n;
     lode_error err = {0};
+    double t0 = lode_time_s();
     lode_status s = lode_tok_encode(t, text ? text : buf, len, bos, special, &ids, &n, &err);
+    if (timing && !s)
+        fprintf(stderr, "{\"bytes\": %zu, \"seconds\": %.6f, \"mb_per_s\": %.3f, \"tokens\": %zu}\n", len,
+                lode_time_s() - t0, (double)len / 1e6 / (lode_time_s() - t0), n);
     if (!s) {
         /* One buffered write: multi-megabyte inputs give millions of ids. */
         size_t cap = n * 12 + 8, w = 0;
