@@ -2,10 +2,13 @@
  * cmd_tok.c — `lode tokenize` and `lode detokenize`.
  *   lode tokenize -m MODEL [--text T | < FILE] [--json] [--bos] [--special] [--time]
  *   lode detokenize -m MODEL --tokens 1,2,3 [--special]
+ *   lode tokenize -m MODEL --batch CASES.json   (a JSON array of strings in;
+ *       a JSON array of id arrays out: many cases with one tokenizer load)
  * MODEL: a GGUF file (vocab-only works), an HF directory or a tokenizer.json.
  * --special parses control-token text in the input (tokenize) or shows
  * control tokens (detokenize). --time reports encode speed on stderr.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,12 +26,42 @@ static lode_tok *load(const char *cmd, const char *model) {
     return t;
 }
 
+static int batch_tokenize(const lode_tok *t, const char *path, bool bos, bool special) {
+    json_error_t je;
+    json_t *cases = json_load_file(path, 0, &je);
+    if (!json_is_array(cases)) {
+        fprintf(stderr, "lode tokenize: %s: expected a JSON array of strings (%s)\n", path, je.text);
+        json_decref(cases);
+        return 1;
+    }
+    json_t *out = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(cases, i, c) {
+        int32_t *ids;
+        size_t n;
+        json_t *row = json_array();
+        if (json_is_string(c) &&
+            lode_tok_encode(t, json_string_value(c), json_string_length(c), bos, special, &ids, &n, NULL) == LODE_OK) {
+            for (size_t k = 0; k < n; k++) json_array_append_new(row, json_integer(ids[k]));
+            lode_free(ids);
+        }
+        json_array_append_new(out, row);
+    }
+    json_dumpf(out, stdout, JSON_COMPACT);
+    printf("\n");
+    json_decref(out);
+    json_decref(cases);
+    return 0;
+}
+
 int lode_cmd_tokenize(int argc, char **argv) {
-    const char *model = NULL, *text = NULL;
+    const char *model = NULL, *text = NULL, *batch = NULL;
     bool json = false, bos = false, special = false, timing = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--time")) timing = true;
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = argv[++i];
         else if (!strcmp(argv[i], "--text") && i + 1 < argc) text = argv[++i];
         else if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--bos")) bos = true;
@@ -44,6 +77,11 @@ int lode_cmd_tokenize(int argc, char **argv) {
     }
     lode_tok *t = load("tokenize", model);
     if (!t) return 1;
+    if (batch) {
+        int rc = batch_tokenize(t, batch, bos, special);
+        lode_tok_free(t);
+        return rc;
+    }
     size_t len;
     char *buf = NULL;
     if (text) len = strlen(text);

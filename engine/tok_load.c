@@ -166,8 +166,11 @@ lode_status lode__tok_from_json(const char *path, const char *cfg_path, lode_tok
                            mt ? mt : "?");
         goto done;
     }
-    if (json_object_get(root, "normalizer") && !json_is_null(json_object_get(root, "normalizer"))) {
-        s = lode_error_set(err, LODE_ERR_UNSUPPORTED, "%s: normalizers are not supported", path);
+    json_t *norm = json_object_get(root, "normalizer");
+    const char *nt = json_string_value(json_object_get(norm, "type"));
+    bool empty_seq = nt && !strcmp(nt, "Sequence") && json_array_size(json_object_get(norm, "normalizers")) == 0;
+    if (norm && !json_is_null(norm) && !empty_seq) {
+        s = lode_error_set(err, LODE_ERR_UNSUPPORTED, "%s: normalizer '%s' is not supported", path, nt ? nt : "?");
         goto done;
     }
     int64_t n = 0;

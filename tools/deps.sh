@@ -26,7 +26,7 @@ if [ ${#want[@]} -gt 0 ]; then
 fi
 
 # npm folders with a lockfile: install when node_modules is missing or stale.
-for d in tests/npm grammars editors/vscode; do
+for d in tests/npm tests/tokenizer/npm tests/node grammars editors/vscode; do
   [ -f "$d/package-lock.json" ] || continue
   stamp="$d/node_modules/.lode-stamp"
   if [ ! -f "$stamp" ] || [ "$d/package-lock.json" -nt "$stamp" ]; then

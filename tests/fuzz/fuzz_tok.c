@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lode_gen.h"
 #include "lode_tok.h"
 
 static lode_tok *g_tok;
@@ -16,13 +15,14 @@ static lode_tok *g_tok;
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    char *p = lode_gen_find_vocab("deepseek-llm");
+    const char *dir = getenv("LODE_VOCAB_DIR");
+    char p[4096];
+    snprintf(p, sizeof p, "%s/ggml-vocab-deepseek-llm.gguf", dir ? dir : "../shared/data/vocab");
     lode_error err = {0};
-    if (!p || lode_tok_load(p, &g_tok, &err)) {
-        fprintf(stderr, "fuzz_tok: cannot load the deepseek-llm vocabulary: %s\n", p ? err.text : "not found");
+    if (lode_tok_load(p, &g_tok, &err)) {
+        fprintf(stderr, "fuzz_tok: cannot load the deepseek-llm vocabulary %s: %s\n", p, err.text);
         abort();
     }
-    lode_free(p);
     return 0;
 }
 
