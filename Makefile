@@ -106,7 +106,8 @@ test: deps
 san:
 	@$(MAKE) --no-print-directory SAN=1 NO_CUDA=1 all tests
 
-bench: all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	@tools/bench.sh $(BUILD)
 
 clean:

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `make bench`: lode next to llama.cpp (npm node-llama-cpp, same threads,
+# same files) in the same run, with the memory-bandwidth roofline measured in
+# the same run. Lite-shape random GGUFs are generated once and cached outside
+# git ($LODE_BENCH_DIR, default ~/.cache/lode/bench).
+#   tools/bench.sh [BUILD]     env: THREADS=2 PP=512 TG=128 REPS=2 TYPES="q8_0 q4_k"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+LODE="$BUILD/lode"
+DIR=${LODE_BENCH_DIR:-$HOME/.cache/lode/bench}
+THREADS=${THREADS:-2}; PP=${PP:-512}; TG=${TG:-128}; REPS=${REPS:-2}; TYPES=${TYPES:-"q8_0 q4_k"}
+mkdir -p "$DIR"
+echo "## machine"
+echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores available; flags: $(grep -o -w -E 'avx2|avx512f|avx512_vnni|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | xargs)"
+gcc -O2 -pthread tools/bwprobe.c -o "$BUILD/bwprobe"
+BW=$("$BUILD/bwprobe" "$THREADS" | sed -n 's/.*"read_gbps": \([0-9.]*\).*/\1/p')
+echo "memory read bandwidth ($THREADS threads): $BW GB/s"
+echo
+echo "## model: DeepSeek-Coder-V2-Lite shape (random weights), $THREADS threads, pp$PP / tg$TG, best or mean of $REPS"
+printf "| type | file GB | lode pp | llama.cpp pp | pp ratio | lode tg | llama.cpp tg | tg ratio | tg roofline | lode tg / roofline |\n"
+printf "|---|---|---|---|---|---|---|---|---|---|\n"
+for T in $TYPES; do
+  F="$DIR/lite-$T.gguf"
+  [ -f "$F" ] || "$LODE" gen lite -o "$F" --type "$T" --quiet
+  L=$("$LODE" bench -m "$F" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" --json)
+  C=$(node tests/llamacpp/llama_bench.mjs "$F" -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -v 100000 2>/dev/null | tail -1)
+  python3 - "$F" "$L" "$C" "$BW" "$T" <<'PY'
+import json, os, sys
+f, l, c, bw, t = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+gb = os.path.getsize(f) / 1e9
+# Bytes read per generated token: the active parameters (2.451B of 15.706B,
+# spec-model.md §1.3: attention, dense layer 0, shared + 6 routed experts,
+# lm_head) at the file's average bytes per parameter.
+active = gb * 2.451 / 15.706
+roof = bw / active
+print(f"| {t} | {gb:.2f} | {l['pp_tps']:.2f} | {c['pp_tps']:.2f} | {l['pp_tps']/c['pp_tps']:.2f}x | "
+      f"{l['tg_tps']:.2f} | {c['tg_tps']:.2f} | {l['tg_tps']/c['tg_tps']:.2f}x | {roof:.2f} | {l['tg_tps']/roof:.0%} |")
+PY
+done
+echo
+# node-llama-cpp adds a per-call cost to each single-token decode; measure it
+# on a tiny model in the same run so the tg column can be read fairly.
+"$LODE" gen tiny-llama -o "$DIR/tiny-llama.gguf" --quiet
+O=$(node tests/llamacpp/llama_bench.mjs "$DIR/tiny-llama.gguf" -p 8 -n 64 -t "$THREADS" -r 2 -v 500 2>/dev/null | tail -1)
+python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(f'node-llama-cpp per-decode overhead (tiny model, tg {d[\"tg_tps\"]:.0f} t/s): <= {1000/d[\"tg_tps\"]:.1f} ms/token')" "$O"
+echo
+echo "## tokenizer encode speed"
+tools/bench_tokenizer.sh "$BUILD"
