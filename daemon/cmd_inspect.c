@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lode_cuda.h"
+#include "lode_quant.h"
 #include "lode_engine.h"
 
 int lode_cmd_inspect(int argc, char **argv) {
@@ -30,6 +32,12 @@ int lode_cmd_inspect(int argc, char **argv) {
         fprintf(stderr, "lode inspect: %s\n", err.text);
         return 1;
     }
+    char why[256] = "";
+    int nd = lode_cuda_device_count(why, sizeof why);
+    printf("backend:      cpu (%s kernels, %d threads)", lode_cpu_level_name(lode_quant_cpu_level()),
+           lode_model_n_threads(m));
+    if (nd > 0) printf("; CUDA devices: %d (%s), the CUDA engine is not wired yet\n", nd, lode_cuda_device_name(0));
+    else printf("; %s\n", why);
     lode_model_describe(m, stdout);
     lode_model_free(m);
     return 0;
