@@ -13,5 +13,8 @@ int lode_cmd_gen(int argc, char **argv);
 int lode_cmd_tokenize(int argc, char **argv);
 int lode_cmd_detokenize(int argc, char **argv);
 int lode_cmd_bench(int argc, char **argv);
+int lode_cmd_serve(int argc, char **argv);
+int lode_cmd_stop(int argc, char **argv);
+int lode_cmd_status(int argc, char **argv);
 
 #endif
