@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "gen_vocab.h"
+#include "lode_tok.h"
 
 /* ---- GPT-2 byte <-> unicode map ---------------------------------------- */
 static int byte_to_cp(int b) {
@@ -348,7 +349,8 @@ lode_status lode__gen_vocab_to_hf(const lode_gen_vocab *v, const char *dir, lode
         if (v->types[i] == 3 || v->types[i] == 4) {
             json_array_append_new(added, json_pack("{s:I, s:s, s:b, s:b, s:b, s:b, s:b}", "id", (json_int_t)i,
                                                    "content", v->tokens[i], "single_word", 0, "lstrip", 0, "rstrip",
-                                                   0, "normalized", 0, "special", v->types[i] == 3));
+                                                   0, "normalized", 0, "special",
+                                                   v->types[i] == 3 || lode_tok_llamacpp_control(v->tokens[i], strlen(v->tokens[i]))));
         } else {
             json_object_set_new(vocab, v->tokens[i], json_integer(i));
         }

@@ -96,6 +96,10 @@ lode_status lode_tok_chat_prompt(const lode_tok *t, const lode_chat_msg *msgs, s
 /* The rendered chat text (without the BOS token), for display/tests. */
 char *lode_tok_chat_text(const lode_tok *t, const lode_chat_msg *msgs, size_t n_msgs);
 
+/* True for token texts that llama.cpp forces to CONTROL when loading a GGUF
+ * vocabulary (FIM markers, end-of-turn tokens). */
+bool lode_tok_llamacpp_control(const char *text, size_t len);
+
 /* The deepseek-llm R2 letter class built from code points (spec §6.5), as
  * UTF-8 "A-Za-z..." without brackets; shared with the model generator. */
 const char *lode_tok_deepseek_llm_letters(void);

@@ -21,6 +21,22 @@ static lode_status add_merge(lode_tok *t, const char *a, size_t la, const char *
     return LODE_OK;
 }
 
+/* llama.cpp detects FIM and end-of-turn tokens by their text and forces
+ * them to CONTROL, so they are never matched in plain text (verified against
+ * its tokenizer: DeepSeek-Coder's <｜fim▁hole｜> in source text is tokenized
+ * as text, while <|EOT|> and <|User|> stay user-defined). */
+bool lode_tok_llamacpp_control(const char *text, size_t len) {
+    static const char *const forced[] = {
+        "<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|fim_suffix|>", "<fim-suffix>",
+        "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>",
+        "<|fim_pad|>", "<fim-pad>", "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<|file_sep|>", "<|eot_id|>",
+        "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "_<EOT>", "<｜end▁of▁sentence｜>",
+        "<|eom_id|>"};
+    for (size_t k = 0; k < sizeof forced / sizeof forced[0]; k++)
+        if (len == strlen(forced[k]) && !memcmp(text, forced[k], len)) return true;
+    return false;
+}
+
 lode_status lode_tok_from_gguf(const lode_gguf *g, lode_tok **out, lode_error *err) {
     *out = NULL;
     const char *path = lode_gguf_path(g);
@@ -59,6 +75,10 @@ lode_status lode_tok_from_gguf(const lode_gguf *g, lode_tok **out, lode_error *e
     uint32_t u;
     if (lode_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &u, NULL) == LODE_OK && u < n) t->bos = (int32_t)u;
     if (lode_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &u, NULL) == LODE_OK && u < n) t->eos = (int32_t)u;
+    for (uint64_t i = 0; i < n; i++)
+        if ((t->type[i] == LODE_TOKEN_USER_DEFINED || t->type[i] == LODE_TOKEN_NORMAL) &&
+            lode_tok_llamacpp_control(t->text[i], t->len[i]))
+            t->type[i] = LODE_TOKEN_CONTROL;
     bool ab = true;
     lode_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &ab, NULL);
     t->add_bos = ab && t->bos >= 0;

@@ -23,5 +23,9 @@ for name in deepseek-llm deepseek-coder; do
   ltok=$(echo "$lc" | sed -n 's/.*"tokens":\([0-9]*\).*/\1/p')
   ntok=$("$BUILD/lode" tokenize -m "$v" < "$IN" | wc -w)
   same=$([ "$ntok" = "$ltok" ] && echo "yes ($ntok tokens)" || echo "NO: $ntok vs $ltok")
-  python3 -c "import os; print(f'| $name | {os.path.getsize(\"$IN\")/1e6:.1f} | $best | {float('$lmb'):.2f} | {$best/float('$lmb'):.1f}x | $same |')"
+  python3 - "$name" "$IN" "$best" "$lmb" "$same" <<'PY'
+import os, sys
+name, path, best, lmb, same = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+print(f"| {name} | {os.path.getsize(path) / 1e6:.1f} | {best:.2f} | {lmb:.2f} | {best / lmb:.1f}x | {same} |")
+PY
 done
