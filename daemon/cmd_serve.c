@@ -31,8 +31,8 @@ lode_status lode_daemon_call(const char *socket_path, const char *method, json_t
         return lode_error_set(err, LODE_ERR_IO, "no lode daemon at %s (%s); start one with `lode serve -m MODEL`",
                               socket_path, strerror(errno));
     }
-    json_t *req = json_pack("{s:s, s:i, s:s, s:O}", "jsonrpc", "2.0", "id", 1, "method", method, "params",
-                            params ? params : json_object());
+    json_t *req = json_pack("{s:s, s:i, s:s, s:o}", "jsonrpc", "2.0", "id", 1, "method", method, "params",
+                            params ? json_incref(params) : json_object());
     size_t n;
     char *buf = lode_rpc_frame(req, &n);
     json_decref(req);
