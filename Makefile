@@ -117,3 +117,9 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(BUILD)/daemon/main.d
 -include tests/fuzz/fuzz.mk
 -include tests/fuzz/fuzz_tok.mk
+
+# Long soak of the daemon (CI runs a short one): 32 clients x 300 requests.
+soak: all
+	@LODE_BIN=$(CURDIR)/$(BUILD)/lode LODE_SOAK_CLIENTS=$${LODE_SOAK_CLIENTS:-32} \
+	  LODE_SOAK_REQUESTS=$${LODE_SOAK_REQUESTS:-300} pytest-3 -q tests/py/test_daemon_soak.py
+.PHONY: soak

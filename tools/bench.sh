@@ -45,5 +45,8 @@ echo
 O=$(node tests/llamacpp/llama_bench.mjs "$DIR/tiny-llama.gguf" -p 8 -n 64 -t "$THREADS" -r 2 -v 500 2>/dev/null | tail -1)
 python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(f'node-llama-cpp per-decode overhead (tiny model, tg {d[\"tg_tps\"]:.0f} t/s): <= {1000/d[\"tg_tps\"]:.1f} ms/token')" "$O"
 echo
+echo "## daemon (lode serve), Lite-shape ${TYPES%% *}"
+LODE_BIN="$PWD/$LODE" /usr/bin/python3 tools/bench_daemon.py "$DIR/lite-${TYPES%% *}.gguf" --tokens 16
+echo
 echo "## tokenizer encode speed"
 tools/bench_tokenizer.sh "$BUILD"
