@@ -2,11 +2,11 @@
  * lode_sched.h — the daemon's compute side: one thread owns the model and the KV
  * cache and runs a continuous-batching loop. Each step evaluates, in one
  * lode_model_eval call, the next token of every generating request plus at
- * most one prefill chunk (newest request first), so a new interactive
- * request waits at most one chunk and concurrent decodes share one pass over
- * the weights. Finished prompts stay in a prefix cache (LRU under a cell
- * budget): a request whose tokens start with a cached sequence forks it and
- * computes only the rest.
+ * most one prefill chunk (newest request first within a client), so a new
+ * interactive request waits at most one chunk and concurrent decodes share
+ * one pass over the weights. Finished prompts stay in a radix-tree prefix
+ * cache (LRU leaves under a token budget): a request whose tokens start with
+ * a cached prefix forks it and computes only the rest.
  *
  * Threading: lode_sched_submit/cancel may be called from any thread; events
  * are delivered through the `notify` callback, which is called on the
@@ -43,6 +43,7 @@ typedef void (*lode_sched_notify)(lode_sched_event *ev, void *ud); /* takes owne
 
 typedef struct lode_sched_req {
     uint64_t handle;      /* caller's id, echoed in events */
+    uint64_t client;      /* connection: newest-first ordering is per client */
     int32_t *prompt;      /* owned by the scheduler after submit */
     size_t n_prompt;
     int64_t max_tokens;

@@ -2,7 +2,7 @@
  * sched.c — continuous batching over the engine (see lode_sched.h).
  *
  * Invariants: only the compute thread touches the model, the KV cache, the
- * active list and the prefix cache; other threads only append to `incoming`
+ * active list and the prefix cache (prefix_cache.c, a radix tree); other threads only append to `incoming`
  * and set cancel marks under the mutex. Every submitted request ends with
  * exactly one DONE event.
  */
@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include "lode_base.h"
+#include "prefix_cache.h"
 
 #define CHUNK 256      /* prefill tokens per step */
-#define MAX_ENTRIES 64 /* prefix-cache entries (linear longest-prefix scan) */
 
 typedef struct act {
     lode_sched_req r;
@@ -30,15 +30,9 @@ typedef struct act {
     char *text;
     size_t tlen, tcap, shown;
     bool cancel;
+    uint64_t submit; /* arrival order */
     struct act *nxt;
 } act;
-
-typedef struct {
-    int32_t seq;
-    int32_t *toks;
-    int64_t n;
-    uint64_t used;
-} centry;
 
 struct lode_sched {
     lode_model *m;
@@ -55,9 +49,8 @@ struct lode_sched {
     uint64_t *cancels; /* under mu */
     size_t n_cancels, cap_cancels;
     act *active;       /* compute thread only */
-    centry ent[MAX_ENTRIES];
-    int n_ent;
-    uint64_t clock;
+    lode_pcache *pc;
+    uint64_t submit_seq;
     lode_sched_stats st; /* under mu */
     float *logits;
     size_t cap_batch;
@@ -83,69 +76,6 @@ static void free_req(lode_sched_req *r) {
     lode_free(r->prompt);
     for (size_t i = 0; i < r->n_stops; i++) lode_free(r->stops[i]);
     lode_free(r->stops);
-}
-
-/* ---- prefix cache ---------------------------------------------------------- */
-static int64_t cached_cells(lode_sched *s) {
-    int64_t n = 0;
-    for (int i = 0; i < s->n_ent; i++) n += s->ent[i].n;
-    return n;
-}
-
-static void drop_entry(lode_sched *s, int i) {
-    lode_kv_seq_free(s->kv, s->ent[i].seq);
-    lode_free(s->ent[i].toks);
-    s->ent[i] = s->ent[--s->n_ent];
-}
-
-static void evict_lru(lode_sched *s) {
-    int lru = 0;
-    for (int i = 1; i < s->n_ent; i++)
-        if (s->ent[i].used < s->ent[lru].used) lru = i;
-    drop_entry(s, lru);
-}
-
-/* Keep a finished prompt's cache (its first n tokens) for later requests. */
-static void cache_put(lode_sched *s, int32_t seq, const int32_t *toks, int64_t n) {
-    for (int i = 0; i < s->n_ent; i++) { /* an entry that is a prefix of this one is superseded */
-        if (s->ent[i].n <= n && !memcmp(s->ent[i].toks, toks, (size_t)s->ent[i].n * sizeof(int32_t))) {
-            drop_entry(s, i);
-            i--;
-        } else if (s->ent[i].n >= n && !memcmp(s->ent[i].toks, toks, (size_t)n * sizeof(int32_t))) {
-            s->ent[i].used = ++s->clock; /* already covered */
-            lode_kv_seq_free(s->kv, seq);
-            return;
-        }
-    }
-    if (s->n_ent == MAX_ENTRIES) evict_lru(s);
-    lode_kv_seq_truncate(s->kv, seq, n);
-    centry *e = &s->ent[s->n_ent++];
-    e->seq = seq;
-    e->n = n;
-    e->toks = lode_xmalloc((size_t)(n ? n : 1) * sizeof(int32_t));
-    memcpy(e->toks, toks, (size_t)n * sizeof(int32_t));
-    e->used = ++s->clock;
-    while (s->n_ent > 1 && cached_cells(s) > s->cache_cells) evict_lru(s);
-}
-
-/* Longest cached prefix of the prompt; returns a forked sequence holding
- * min(common, n-1) tokens (the last prompt token is always evaluated, for
- * its logits), or a fresh sequence. */
-static int32_t cache_fork(lode_sched *s, const int32_t *toks, int64_t n, int64_t *reused) {
-    int best = -1;
-    int64_t bl = 0;
-    for (int i = 0; i < s->n_ent; i++) {
-        int64_t k = 0, lim = s->ent[i].n < n ? s->ent[i].n : n;
-        while (k < lim && s->ent[i].toks[k] == toks[k]) k++;
-        if (k > bl) bl = k, best = i;
-    }
-    if (bl >= n) bl = n - 1;
-    *reused = 0;
-    if (best < 0 || bl <= 0) return lode_kv_seq_new(s->kv);
-    s->ent[best].used = ++s->clock;
-    int32_t f = lode_kv_seq_fork(s->kv, s->ent[best].seq, bl);
-    if (f >= 0) *reused = bl;
-    return f >= 0 ? f : lode_kv_seq_new(s->kv);
 }
 
 /* ---- request lifecycle ------------------------------------------------------ */
@@ -174,7 +104,7 @@ static void finish(lode_sched *s, act *a, const char *reason, const char *error)
     a->gen = NULL;
     if (a->seq >= 0) {
         if (a->n_done == a->r.n_prompt && strcmp(reason, "error") != 0)
-            cache_put(s, a->seq, a->r.prompt, (int64_t)a->r.n_prompt);
+            lode_pcache_insert(s->pc, a->r.prompt, (int64_t)a->r.n_prompt, a->seq);
         else
             lode_kv_seq_free(s->kv, a->seq);
     }
@@ -240,9 +170,9 @@ static void grow_batch(lode_sched *s, size_t n) {
 
 static bool start_act(lode_sched *s, act *a) {
     int64_t need = (int64_t)a->r.n_prompt + a->r.max_tokens;
-    while (lode_kv_n_free(s->kv) < need && s->n_ent > 0) evict_lru(s);
-    if (lode_kv_n_free(s->kv) < need || need > lode_kv_n_cells(s->kv)) return false;
-    a->seq = cache_fork(s, a->r.prompt, (int64_t)a->r.n_prompt, &a->n_cached);
+    if (need > lode_kv_n_cells(s->kv) || !lode_pcache_make_room(s->pc, need)) return false;
+    /* The last prompt token is always evaluated (its logits start generation). */
+    a->seq = lode_pcache_fork(s->pc, a->r.prompt, (int64_t)a->r.n_prompt, (int64_t)a->r.n_prompt - 1, &a->n_cached);
     a->n_done = (size_t)a->n_cached;
     return a->seq >= 0;
 }
@@ -259,13 +189,19 @@ static void step(lode_sched *s) {
     }
     size_t n = 0;
     for (act *a = s->active; a; a = a->nxt) n += a->next >= 0 ? 1 : 0;
-    /* Newest request still in prefill: it is first in the list (pushed at the head). */
+    /* Prefill order: within a client the newest request first (an editor's
+     * latest keystroke); across clients, the client whose candidate has
+     * waited longest. The list is newest-first, so the first request seen
+     * for a client is its newest. */
     act *pre = NULL;
-    for (act *a = s->active; a; a = a->nxt)
-        if (a->n_done < a->r.n_prompt) {
-            pre = a;
-            break;
-        }
+    for (act *a = s->active; a; a = a->nxt) {
+        if (a->n_done >= a->r.n_prompt) continue;
+        bool newer_same_client = false;
+        for (act *b = s->active; b != a; b = b->nxt)
+            if (b->r.client == a->r.client && b->n_done < b->r.n_prompt) newer_same_client = true;
+        if (newer_same_client) continue;
+        if (!pre || a->submit < pre->submit) pre = a;
+    }
     size_t chunk = 0;
     if (pre) {
         if (pre->seq < 0 && !start_act(s, pre)) {
@@ -378,6 +314,7 @@ lode_status lode_sched_new(lode_model *m, const lode_tok *tok, int64_t kv_cells,
         lode_free(s);
         return st;
     }
+    s->pc = lode_pcache_new(s->kv, cache_cells);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (pthread_create(&s->th, NULL, thread_main, s) != 0) {
@@ -396,7 +333,7 @@ void lode_sched_free(lode_sched *s) {
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->th, NULL);
-    while (s->n_ent) drop_entry(s, 0);
+    lode_pcache_free(s->pc);
     lode_kv_free(s->kv);
     lode_free(s->cancels);
     lode_free(s->logits);
@@ -418,6 +355,7 @@ void lode_sched_submit(lode_sched *s, lode_sched_req *r) {
     a->smp = lode_sampler_new(&r->sp, lode_model_config(s->m)->n_vocab);
     lode_tok_stream_init(&a->ts, false);
     pthread_mutex_lock(&s->mu);
+    a->submit = ++s->submit_seq;
     a->nxt = s->incoming;
     s->incoming = a;
     s->st.requests++;
@@ -442,6 +380,6 @@ void lode_sched_stats_get(lode_sched *s, lode_sched_stats *st) {
     pthread_mutex_unlock(&s->mu);
     st->kv_cells = lode_kv_n_cells(s->kv);
     st->kv_free = lode_kv_n_free(s->kv); /* a racy read of a counter: fine for status */
-    st->cache_entries = s->n_ent;
-    st->cache_cells = 0;
+    st->cache_entries = lode_pcache_leaves(s->pc); /* racy reads of counters: fine for status */
+    st->cache_cells = lode_pcache_tokens(s->pc);
 }

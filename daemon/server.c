@@ -429,6 +429,7 @@ static void dispatch(conn *c, json_t *msg) {
     p->next = s->pend;
     s->pend = p;
     r.handle = p->handle;
+    r.client = c->id;
     lode_sched_submit(s->sched, &r);
 }
 
