@@ -262,10 +262,18 @@ static void *thread_main(void *arg) {
     lode_sched *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        /* Intake: newest first at the head. */
+        /* Intake, keeping the active list newest-first: `incoming` is a
+         * newest-first stack, so reverse it, then push oldest first. */
+        act *rev = NULL;
         while (s->incoming) {
             act *a = s->incoming;
             s->incoming = a->nxt;
+            a->nxt = rev;
+            rev = a;
+        }
+        while (rev) {
+            act *a = rev;
+            rev = a->nxt;
             a->nxt = s->active;
             s->active = a;
         }

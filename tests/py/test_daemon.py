@@ -163,3 +163,16 @@ def test_refuses_open_socket_dir(tmp_path):
     p = subprocess.run([LODE, "serve", "-m", model("tiny-llama"), "--socket", str(d / "s.sock")], capture_output=True,
                        text=True, timeout=60, env=dict(os.environ, XDG_STATE_HOME=str(tmp_path)))
     assert p.returncode != 0 and "0700" in p.stderr
+
+
+def test_newest_first_within_a_client(d):
+    """An editor's latest request is prefilled before its older ones."""
+    c = d.client()
+    ids = [c.request("lode/generate", {"text": f"# v{k}\n" + "x = compute(y) + 1\n" * 120, "max_tokens": 1})
+           for k in range(3)]
+    order = []
+    while len(order) < 3:
+        m = c.read()
+        if "id" in m and "method" not in m:
+            order.append(m["id"])
+    assert order[0] == ids[-1], f"completion order {order} for requests {ids}"
