@@ -81,7 +81,7 @@ lode_status lode_daemon_call(const char *socket_path, const char *method, json_t
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: lode serve -m MODEL [--socket PATH] [--ctx N] [--cache-tokens N] " LODE_CLI_MODEL_FLAGS_HELP "\n"
+    fprintf(f, "usage: lode serve -m MODEL [--socket PATH] [--ctx N] [--cache-mb N | --cache-tokens N] " LODE_CLI_MODEL_FLAGS_HELP "\n"
                "       lode stop [--socket PATH]\n       lode status [--socket PATH] [--json]\n");
 }
 
@@ -97,6 +97,7 @@ int lode_cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--socket") && v) o.socket = v, i++;
         else if (!strcmp(a, "--ctx") && v && lode_cli_parse_i64(v, &o.ctx) && o.ctx > 0) i++;
         else if (!strcmp(a, "--cache-tokens") && v && lode_cli_parse_i64(v, &o.cache_tokens) && o.cache_tokens >= 0) i++;
+        else if (!strcmp(a, "--cache-mb") && v && lode_cli_parse_i64(v, &o.cache_mb) && o.cache_mb >= 0) i++;
         else if ((x = lode_cli_model_flag("serve", a, v, &mp)) > 0) i += (int)x - 1;
         else {
             usage(stderr);
@@ -138,6 +139,8 @@ static int client_cmd(int argc, char **argv, const char *method) {
                json_string_value(json_object_get(res, "architecture")), json_string_value(json_object_get(res, "backend")),
                (long long)json_integer_value(json_object_get(res, "threads")),
                json_number_value(json_object_get(res, "weights_gb")));
+        printf("memory    KV cache %.1f MB for %lld tokens\n", json_number_value(json_object_get(res, "kv_mb")),
+               (long long)json_integer_value(json_object_get(res, "kv_cells")));
         printf("cache     %lld/%lld KV cells free, %lld cached prefixes, hit rate %.1f%% (%lld of %lld prompt tokens reused)\n",
                (long long)json_integer_value(json_object_get(res, "kv_free")),
                (long long)json_integer_value(json_object_get(res, "kv_cells")),

@@ -16,7 +16,8 @@ typedef struct lode_daemon_opts {
     const char *socket;     /* NULL: default per-user path */
     int n_threads;          /* 0: all cores */
     int64_t ctx;            /* KV cache cells (tokens), all requests together */
-    int64_t cache_tokens;   /* budget for idle cached prefixes */
+    int64_t cache_tokens;   /* budget for idle cached prefixes (tokens) */
+    int64_t cache_mb;       /* the same budget in MB of KV cache (wins when > 0) */
     int quant_type;         /* -1 or a lode_type for --quant */
 } lode_daemon_opts;
 

@@ -352,7 +352,8 @@ static json_t *status_json(server *s) {
     lode_sched_stats_get(s->sched, &st);
     const lode_config *c = lode_model_config(s->m);
     double hit = st.tokens_prompt ? (double)st.tokens_cached / (double)st.tokens_prompt : 0.0;
-    return json_pack("{s:s, s:s, s:s, s:i, s:s, s:f, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}, s:f, s:f, s:f, s:i}",
+    const double kv_token_bytes = (double)lode_model_kv_width(s->m) * (double)c->n_layer * 4.0;
+    json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:f, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}, s:f, s:f, s:f, s:i}",
                      "model", lode_model_path(s->m), "format", lode_model_format(s->m), "architecture",
                      c->arch == LODE_ARCH_DEEPSEEK2 ? "deepseek2" : "llama", "threads", lode_model_n_threads(s->m),
                      "backend", "cpu", "weights_gb", (double)lode_model_weight_bytes(s->m) / 1e9, "kv_cells",
@@ -364,6 +365,9 @@ static json_t *status_json(server *s) {
                      (json_int_t)st.tokens_computed, "cache_hit_rate", hit, "tokens_per_s",
                      st.busy_s > 0 ? (double)st.tokens_computed / st.busy_s : 0.0, "uptime_s",
                      lode_time_s() - s->t_start, "pid", (int)getpid());
+    json_object_set_new(j, "kv_mb", json_real(kv_token_bytes * (double)st.kv_cells / 1048576.0));
+    json_object_set_new(j, "cache_tokens", json_integer(st.cache_cells));
+    return j;
 }
 
 static void dispatch(conn *c, json_t *msg) {
@@ -609,7 +613,10 @@ int lode_daemon_run(const lode_daemon_opts *o) {
         lode_log(LODE_LOG_ERROR, "%s", err.text);
         goto out;
     }
-    if (lode_sched_new(s->m, s->tok, o->ctx, o->cache_tokens, notify, s, &s->sched, &err)) {
+    int64_t cache_tokens = o->cache_tokens;
+    const double kv_token_bytes = (double)lode_model_kv_width(s->m) * (double)lode_model_config(s->m)->n_layer * 4.0;
+    if (o->cache_mb > 0) cache_tokens = (int64_t)((double)o->cache_mb * 1048576.0 / kv_token_bytes);
+    if (lode_sched_new(s->m, s->tok, o->ctx, cache_tokens, notify, s, &s->sched, &err)) {
         lode_log(LODE_LOG_ERROR, "%s", err.text);
         goto out;
     }
