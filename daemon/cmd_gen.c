@@ -104,6 +104,7 @@ int lode_cmd_gen(int argc, char **argv) {
             return 1;
         }
         p.vocab_gguf = found;
+        p.coder_v2_fim = !strcmp(what, "lite");
     } else {
         p.vocab_pre = cfg.arch == LODE_ARCH_LLAMA ? "deepseek-coder" : "deepseek-llm";
     }

@@ -29,6 +29,8 @@ typedef struct lode_gen_params {
     const char *vocab_gguf;   /* take the tokenizer from this vocab GGUF; NULL = synthetic */
     const char *vocab_pre;    /* synthetic vocab: llama.cpp pre-tokenizer name */
     int64_t n_vocab_override; /* 0: from config */
+    bool coder_v2_fim;        /* put Coder-V2's FIM tokens at ids 100002..100004 (the deepseek-llm
+                               * vocabulary holds other added tokens there) */
     bool quiet;
 } lode_gen_params;
 

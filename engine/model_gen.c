@@ -537,6 +537,16 @@ lode_status lode_gen_write(const lode_config *c0, const lode_gen_params *p, lode
     else s = lode__gen_vocab_synthetic(c.n_vocab, p->vocab_pre, &v, err);
     if (s) return s;
     if (p->vocab_gguf) c.n_vocab = v.n_tokens > c.n_vocab ? v.n_tokens : c.n_vocab;
+    if (p->coder_v2_fim && v.n_tokens > 100004) {
+        /* As in real DeepSeek-Coder-V2-Lite GGUFs (llama.cpp load logs):
+         * 100002 <｜fim▁hole｜>, 100003 <｜fim▁begin｜>, 100004 <｜fim▁end｜>. */
+        static const char *fim[3] = {"<｜fim▁hole｜>", "<｜fim▁begin｜>", "<｜fim▁end｜>"};
+        for (int i = 0; i < 3; i++) {
+            lode_free(v.tokens[100002 + i]);
+            v.tokens[100002 + i] = lode_xstrdup(fim[i]);
+            v.types[100002 + i] = 3;
+        }
+    }
     c.bos_id = v.bos;
     c.eos_id = v.eos;
     const lode_type_traits *tr = lode_type_get(p->type);
