@@ -37,7 +37,9 @@ LDLIBS := $(PKG_LIBS) $(TS_LIBS) -lm
 
 # ---- CUDA (optional) -------------------------------------------------------
 CUDA_HOME ?= /usr/local/cuda
-NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
+# Prefer the toolkit's own nvcc; a wrapper on PATH (e.g. /usr/local/bin/nvcc)
+# says nothing about where the libraries live, so find those separately.
+NVCC ?= $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 CUDA_ARCHS ?= 80 89 90
 ifeq ($(NO_CUDA),1)
   NVCC :=
@@ -45,11 +47,19 @@ endif
 CU_SRC := $(wildcard kernels/*.cu)
 ifneq ($(strip $(NVCC)),)
 ifneq ($(strip $(CU_SRC)),)
-  CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
-  CPPFLAGS += -DLODE_HAVE_CUDA
-  CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/%.o)
-  LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
-  HAVE_CUDA := 1
+  # The toolkit root as nvcc itself reports it (follows wrappers and symlinks).
+  CUDA_TOP := $(shell $(NVCC) --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^\#\$$ TOP=//p' | head -1)
+  CUDA_LIBDIR := $(firstword $(patsubst %/libcublas.so,%,$(wildcard \
+      $(CUDA_TOP)/lib64/libcublas.so $(CUDA_TOP)/lib/libcublas.so $(CUDA_TOP)/targets/x86_64-linux/lib/libcublas.so \
+      $(CUDA_HOME)/lib64/libcublas.so $(CUDA_HOME)/lib/libcublas.so $(CUDA_HOME)/targets/x86_64-linux/lib/libcublas.so)))
+  ifneq ($(strip $(CUDA_LIBDIR)),)
+    CPPFLAGS += -DLODE_HAVE_CUDA
+    CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/%.o)
+    LDLIBS += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart -lstdc++
+    HAVE_CUDA := 1
+  else
+    CUDA_MISSING := nvcc at $(NVCC) but no libcublas.so next to it
+  endif
 endif
 endif
 GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
@@ -68,7 +78,7 @@ features:
 	@command -v $(CC) >/dev/null && echo "✓ C compiler: $(CC)" || echo "✗ C compiler $(CC) not found"
 	@pkg-config --exists $(PKGS) && echo "✓ jansson, libuv, pcre2" || echo "✗ jansson/libuv/pcre2 missing: run 'make deps'"
 	@pkg-config --exists tree-sitter && echo "✓ tree-sitter" || echo "✗ tree-sitter missing: run 'make deps'"
-	@if [ -n "$(HAVE_CUDA)" ]; then echo "✓ nvcc: $(NVCC) (CUDA backend, sm $(CUDA_ARCHS))"; else echo "✗ nvcc not found: CPU-only build"; fi
+	@if [ -n "$(HAVE_CUDA)" ]; then echo "✓ nvcc: $(NVCC) (CUDA backend, sm $(CUDA_ARCHS))"; elif [ -n "$(CUDA_MISSING)" ]; then echo "✗ CUDA: $(CUDA_MISSING): CPU-only build"; else echo "✗ nvcc not found: CPU-only build"; fi
 	@grep -q avx512f /proc/cpuinfo && echo "✓ CPU AVX-512 (kernels dispatch at run time)" || echo "✗ CPU AVX-512 not present (AVX2/scalar paths used)"
 	@grep -q amx_tile /proc/cpuinfo && echo "✓ CPU AMX" || echo "✗ CPU AMX not present"
 	@command -v node >/dev/null && echo "✓ node (llama.cpp comparison via node-llama-cpp)" || echo "✗ node missing: llama.cpp comparisons skipped"
