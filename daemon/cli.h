@@ -16,5 +16,6 @@ int lode_cmd_bench(int argc, char **argv);
 int lode_cmd_serve(int argc, char **argv);
 int lode_cmd_stop(int argc, char **argv);
 int lode_cmd_status(int argc, char **argv);
+int lode_cmd_lsp(int argc, char **argv);
 
 #endif

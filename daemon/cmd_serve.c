@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -81,7 +82,7 @@ lode_status lode_daemon_call(const char *socket_path, const char *method, json_t
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: lode serve -m MODEL [--socket PATH] [--ctx N] [--cache-mb N | --cache-tokens N] " LODE_CLI_MODEL_FLAGS_HELP "\n"
+    fprintf(f, "usage: lode serve [-m MODEL] [--socket PATH] [--ctx N] [--cache-mb N | --cache-tokens N] " LODE_CLI_MODEL_FLAGS_HELP "\n"
                "       lode stop [--socket PATH]\n       lode status [--socket PATH] [--json]\n");
 }
 
@@ -104,7 +105,9 @@ int lode_cmd_serve(int argc, char **argv) {
             return 2;
         }
     }
-    if (!o.model) {
+    if (!o.model) o.model = getenv("LODE_MODEL"); /* one resident model per user, set once */
+    if (!o.model || !*o.model) {
+        fprintf(stderr, "lode serve: no model: pass -m MODEL or set LODE_MODEL\n");
         usage(stderr);
         return 2;
     }
@@ -139,7 +142,8 @@ static int client_cmd(int argc, char **argv, const char *method) {
                json_string_value(json_object_get(res, "architecture")), json_string_value(json_object_get(res, "backend")),
                (long long)json_integer_value(json_object_get(res, "threads")),
                json_number_value(json_object_get(res, "weights_gb")));
-        printf("memory    KV cache %.1f MB for %lld tokens\n", json_number_value(json_object_get(res, "kv_mb")),
+        printf("memory    %.1f MB resident; KV cache %.1f MB for %lld tokens\n", json_number_value(json_object_get(res, "rss_mb")),
+               json_number_value(json_object_get(res, "kv_mb")),
                (long long)json_integer_value(json_object_get(res, "kv_cells")));
         printf("cache     %lld/%lld KV cells free, %lld cached prefixes, hit rate %.1f%% (%lld of %lld prompt tokens reused)\n",
                (long long)json_integer_value(json_object_get(res, "kv_free")),
@@ -148,13 +152,15 @@ static int client_cmd(int argc, char **argv, const char *method) {
                100 * json_number_value(json_object_get(res, "cache_hit_rate")),
                (long long)json_integer_value(json_object_get(tk, "cached")),
                (long long)json_integer_value(json_object_get(tk, "prompt")));
-        printf("requests  %lld received, %lld done, %lld cancelled, %lld active\n",
+        printf("requests  %lld received, %lld done, %lld cancelled, %lld active, %lld queued\n",
                (long long)json_integer_value(json_object_get(rq, "received")),
                (long long)json_integer_value(json_object_get(rq, "done")),
                (long long)json_integer_value(json_object_get(rq, "cancelled")),
-               (long long)json_integer_value(json_object_get(rq, "active")));
-        printf("speed     %.1f tokens/s computed; %lld generated; uptime %.0f s; pid %lld\n",
+               (long long)json_integer_value(json_object_get(rq, "active")),
+               (long long)json_integer_value(json_object_get(rq, "queued")));
+        printf("speed     %.1f tokens/s computed, %.1f tokens/s generated; %lld generated; uptime %.0f s; pid %lld\n",
                json_number_value(json_object_get(res, "tokens_per_s")),
+               json_number_value(json_object_get(res, "generated_tokens_per_s")),
                (long long)json_integer_value(json_object_get(tk, "generated")),
                json_number_value(json_object_get(res, "uptime_s")), (long long)json_integer_value(json_object_get(res, "pid")));
     }

@@ -2,11 +2,15 @@
  * lode_sched.h — the daemon's compute side: one thread owns the model and the KV
  * cache and runs a continuous-batching loop. Each step evaluates, in one
  * lode_model_eval call, the next token of every generating request plus at
- * most one prefill chunk (newest request first within a client), so a new
- * interactive request waits at most one chunk and concurrent decodes share
- * one pass over the weights. Finished prompts stay in a radix-tree prefix
- * cache (LRU leaves under a token budget): a request whose tokens start with
- * a cached prefix forks it and computes only the rest.
+ * most one prefill chunk (newest request first within a client, round robin
+ * across clients, chunks sized to ~1 s), so a new interactive request waits
+ * at most one chunk and concurrent decodes share one pass over the weights.
+ * The rows a request evaluated (prompt, or its computed part when cancelled,
+ * plus fed-back generated tokens) stay in a radix-tree prefix cache (LRU
+ * leaves under a token budget): a request whose tokens start with a cached
+ * prefix forks it and computes only the rest. Requests that do not fit the
+ * KV cache yet are queued; cancelling every request of the batch being
+ * evaluated stops it between layers.
  *
  * Threading: lode_sched_submit/cancel may be called from any thread; events
  * are delivered through the `notify` callback, which is called on the
@@ -58,6 +62,7 @@ typedef struct lode_sched_req {
 
 typedef struct lode_sched_stats {
     int64_t requests, done, cancelled, queued, active;
+    int64_t cache_hits;   /* requests that reused a cached prefix */
     int64_t tokens_prompt, tokens_cached, tokens_generated, tokens_computed;
     int64_t cache_entries, cache_cells, kv_cells, kv_free;
     double busy_s, gen_s;

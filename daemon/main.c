@@ -19,6 +19,7 @@ static const lode_cmd k_cmds[] = {
     {"gen", lode_cmd_gen, "random model: lode gen PRESET|CONFIG.json -o OUT [--format hf|gguf] [--type T]"},
     {"serve", lode_cmd_serve, "resident daemon: lode serve -m MODEL [--socket PATH] [--ctx N] [-t N]"},
     {"stop", lode_cmd_stop, "stop the daemon: lode stop [--socket PATH]"},
+    {"lsp", lode_cmd_lsp, "language server for editors (stdio): lode lsp [-m MODEL] [--socket PATH]"},
     {"status", lode_cmd_status, "daemon status: lode status [--socket PATH] [--json]"},
     {"bench", lode_cmd_bench, "speed: lode bench -m MODEL [-p 512] [-n 128] [-d DEPTH] [-t N] [--json]"},
     {"tokenize", lode_cmd_tokenize, "text to ids: lode tokenize -m MODEL [--text T | < FILE] [--json] [--bos]"},

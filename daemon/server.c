@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -31,6 +32,11 @@
 
 #define MAX_MESSAGE (64u << 20)
 #define MAX_TOKENS_PER_REQUEST 16384
+/* A client that stops reading while output is streamed to it is dropped
+ * (its requests cancelled) once this much is queued for it. */
+#define MAX_WRITE_BACKLOG (16u << 20)
+/* Requests one connection may have in flight; more are refused (-32803). */
+#define MAX_PENDING_PER_CONN 256
 
 typedef struct server server;
 
@@ -40,6 +46,7 @@ typedef struct conn {
     uint64_t id;
     lode_rpc_reader rd;
     bool closing;
+    int n_pending;  /* requests of this connection not answered yet */
     struct conn *next;
 } conn;
 
@@ -89,10 +96,19 @@ static conn *find_conn(server *s, uint64_t id) {
     return NULL;
 }
 
+static void close_conn(conn *c);
+
 /* Send a JSON value (stolen) to a connection. */
 static void send_json(conn *c, json_t *v) {
     if (!c || c->closing || !v) {
         json_decref(v);
+        return;
+    }
+    if (c->pipe.write_queue_size > MAX_WRITE_BACKLOG) {
+        lode_log(LODE_LOG_WARN, "client %llu is not reading (%zu bytes queued); dropping it",
+                 (unsigned long long)c->id, c->pipe.write_queue_size);
+        json_decref(v);
+        close_conn(c);
         return;
     }
     wreq *w = lode_xmalloc(sizeof *w);
@@ -184,6 +200,10 @@ static void handle_event(server *s, lode_sched_event *ev) {
                                 (json_int_t)ev->n_cached, "generated_tokens", (json_int_t)ev->n_generated);
         send_json(c, lode_rpc_result_msg(p->rpc_id, res));
     }
+    lode_log(LODE_LOG_DEBUG, "client %llu request %llu: %s, %lld prompt tokens (%lld cached), %lld generated",
+             (unsigned long long)p->conn_id, (unsigned long long)p->handle, ev->reason, (long long)ev->n_prompt,
+             (long long)ev->n_cached, (long long)ev->n_generated);
+    if (c) c->n_pending--;
     *pp = p->next;
     json_decref(p->rpc_id);
     lode_free(p);
@@ -367,48 +387,51 @@ static json_t *status_json(server *s) {
                      lode_time_s() - s->t_start, "pid", (int)getpid());
     json_object_set_new(j, "kv_mb", json_real(kv_token_bytes * (double)st.kv_cells / 1048576.0));
     json_object_set_new(j, "cache_tokens", json_integer(st.cache_cells));
+    json_object_set_new(j, "cache_hits", json_integer(st.cache_hits));
+    json_object_set_new(j, "tokens_saved", json_integer(st.tokens_cached));
+    json_object_set_new(j, "generated_tokens_per_s",
+                        json_real(st.gen_s > 0 ? (double)st.tokens_generated / st.gen_s : 0.0));
+    /* Resident memory: procfs is in memory, so this read does not block the loop on disk. */
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        long size_pages;
+        if (fscanf(f, "%ld %ld", &size_pages, &pages) != 2) pages = 0;
+        fclose(f);
+    }
+    json_object_set_new(j, "rss_mb", json_real((double)pages * (double)sysconf(_SC_PAGESIZE) / 1048576.0));
     return j;
 }
 
-static void dispatch(conn *c, json_t *msg) {
+/* ---- dispatch -------------------------------------------------------------------
+ * One table, sorted by method name (bsearch). Handlers answer requests
+ * themselves (directly or through the scheduler's DONE event), so every
+ * request gets exactly one response; notifications never get one. */
+typedef void (*method_fn)(conn *c, json_t *id, json_t *params, const char *method);
+
+static void m_cancel(conn *c, json_t *id, json_t *params, const char *method) {
+    (void)id, (void)method;
     server *s = c->srv;
-    json_t *id = json_object_get(msg, "id");
-    const char *method = json_string_value(json_object_get(msg, "method"));
-    json_t *params = json_object_get(msg, "params");
-    bool is_req = id != NULL;
-    if (id && !json_is_string(id) && !json_is_integer(id)) {
-        send_json(c, lode_rpc_error_msg(NULL, LODE_RPC_INVALID_REQUEST, "id must be a string or an integer"));
-        return;
-    }
-    if (!json_is_object(msg) || !method || !json_is_string(json_object_get(msg, "jsonrpc")) ||
-        strcmp(json_string_value(json_object_get(msg, "jsonrpc")), "2.0") != 0) {
-        if (is_req || !method) send_json(c, lode_rpc_error_msg(id, LODE_RPC_INVALID_REQUEST, "not a JSON-RPC 2.0 message"));
-        return;
-    }
-    if (params && !json_is_object(params) && !json_is_array(params)) {
-        if (is_req) send_json(c, lode_rpc_error_msg(id, LODE_RPC_INVALID_PARAMS, "params must be an object"));
-        return;
-    }
-    if (!strcmp(method, "$/cancelRequest")) {
-        json_t *cid = json_object_get(params, "id");
-        for (pending *p = s->pend; p; p = p->next)
-            if (p->conn_id == c->id && cid && json_equal(p->rpc_id, cid)) lode_sched_cancel(s->sched, p->handle);
-        return;
-    }
-    if (!is_req) return; /* unknown notifications are ignored (JSON-RPC) */
-    if (!strcmp(method, "lode/status")) {
-        send_json(c, lode_rpc_result_msg(id, status_json(s)));
-        return;
-    }
-    if (!strcmp(method, "lode/shutdown")) {
-        send_json(c, lode_rpc_result_msg(id, json_object()));
-        begin_stop(s);
-        return;
-    }
-    if (strcmp(method, "lode/generate") && strcmp(method, "lode/infill") && strcmp(method, "lode/chat")) {
-        send_json(c, lode_rpc_error_msg(id, LODE_RPC_METHOD_NOT_FOUND, "unknown method"));
-        return;
-    }
+    json_t *cid = json_object_get(params, "id"); /* borrowed; NULL when params is not an object */
+    if (!cid) return;
+    for (pending *p = s->pend; p; p = p->next)
+        if (p->conn_id == c->id && json_equal(p->rpc_id, cid)) lode_sched_cancel(s->sched, p->handle);
+}
+
+static void m_status(conn *c, json_t *id, json_t *params, const char *method) {
+    (void)params, (void)method;
+    send_json(c, lode_rpc_result_msg(id, status_json(c->srv)));
+}
+
+static void m_shutdown(conn *c, json_t *id, json_t *params, const char *method) {
+    (void)params, (void)method;
+    send_json(c, lode_rpc_result_msg(id, json_object()));
+    begin_stop(c->srv);
+}
+
+/* lode/generate, lode/infill, lode/chat: validate, build the prompt, queue. */
+static void m_generate(conn *c, json_t *id, json_t *params, const char *method) {
+    server *s = c->srv;
     if (!json_is_object(params)) {
         send_json(c, lode_rpc_error_msg(id, LODE_RPC_INVALID_PARAMS, "params must be an object"));
         return;
@@ -426,6 +449,12 @@ static void dispatch(conn *c, json_t *msg) {
         send_json(c, lode_rpc_error_msg(id, LODE_RPC_INVALID_PARAMS, bad));
         return;
     }
+    if (c->n_pending >= MAX_PENDING_PER_CONN) {
+        free_req_parts(&r);
+        send_json(c, lode_rpc_error_msg(id, LODE_RPC_REQUEST_FAILED, "too many requests in flight on this connection"));
+        return;
+    }
+    c->n_pending++;
     pending *p = lode_xcalloc(1, sizeof *p);
     p->handle = ++s->next_handle;
     p->conn_id = c->id;
@@ -435,6 +464,53 @@ static void dispatch(conn *c, json_t *msg) {
     r.handle = p->handle;
     r.client = c->id;
     lode_sched_submit(s->sched, &r);
+}
+
+static const struct method_entry {
+    const char *name;
+    method_fn fn;
+    bool notification; /* true: a notification (never answered) */
+} k_methods[] = {
+    /* sorted by strcmp */
+    {"$/cancelRequest", m_cancel, true},
+    {"lode/chat", m_generate, false},
+    {"lode/generate", m_generate, false},
+    {"lode/infill", m_generate, false},
+    {"lode/shutdown", m_shutdown, false},
+    {"lode/status", m_status, false},
+};
+
+static int method_cmp(const void *key, const void *e) {
+    return strcmp(key, ((const struct method_entry *)e)->name);
+}
+
+static void dispatch(conn *c, json_t *msg) {
+    lode_rpc_msg m;
+    int code;
+    lode_error err = {0};
+    lode_rpc_kind kind = lode_rpc_parse(msg, &m, &code, &err);
+    if (kind == LODE_RPC_KIND_INVALID) {
+        /* An invalid notification (method, no id) is dropped; anything else
+         * is answered, addressed to its id when that is usable. */
+        bool looks_like_notification = json_is_object(msg) && !json_object_get(msg, "id") &&
+                                       json_is_string(json_object_get(msg, "method"));
+        if (!looks_like_notification) send_json(c, lode_rpc_error_msg(m.id, code, err.text));
+        return;
+    }
+    if (kind == LODE_RPC_KIND_RESPONSE) return; /* the daemon sends no requests */
+    const struct method_entry *e =
+        bsearch(m.method, k_methods, sizeof k_methods / sizeof k_methods[0], sizeof k_methods[0], method_cmp);
+    if (kind == LODE_RPC_KIND_NOTIFICATION) {
+        if (e && e->notification) e->fn(c, NULL, m.params, m.method);
+        return; /* unknown notifications are ignored (JSON-RPC, LSP "$/") */
+    }
+    if (!e || e->notification) {
+        char text[200];
+        snprintf(text, sizeof text, "unknown method '%.120s'", m.method);
+        send_json(c, lode_rpc_error_msg(m.id, LODE_RPC_METHOD_NOT_FOUND, text));
+        return;
+    }
+    e->fn(c, m.id, m.params, m.method);
 }
 
 /* ---- connections ------------------------------------------------------------------ */
@@ -588,7 +664,13 @@ int lode_daemon_run(const lode_daemon_opts *o) {
     s->lock_fd = -1;
     int rc = 1;
     open_log();
-    lode_log_set(log_to_file, NULL, LODE_LOG_INFO);
+    /* The log file records info and above unless LODE_LOG asks for another level. */
+    lode_log_level lvl = LODE_LOG_INFO;
+    const char *ll = getenv("LODE_LOG");
+    if (ll && !strcasecmp(ll, "debug")) lvl = LODE_LOG_DEBUG;
+    else if (ll && !strcasecmp(ll, "warn")) lvl = LODE_LOG_WARN;
+    else if (ll && !strcasecmp(ll, "error")) lvl = LODE_LOG_ERROR;
+    lode_log_set(log_to_file, NULL, lvl);
     if (o->socket) snprintf(s->sock_path, sizeof s->sock_path, "%s", o->socket);
     else lode_daemon_default_socket(s->sock_path, sizeof s->sock_path);
     char dir[4096];
