@@ -45,8 +45,16 @@ echo
 O=$(node tests/llamacpp/llama_bench.mjs "$DIR/tiny-llama.gguf" -p 8 -n 64 -t "$THREADS" -r 2 -v 500 2>/dev/null | tail -1)
 python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(f'node-llama-cpp per-decode overhead (tiny model, tg {d[\"tg_tps\"]:.0f} t/s): <= {1000/d[\"tg_tps\"]:.1f} ms/token')" "$O"
 echo
-echo "## daemon (lode serve), Lite-shape ${TYPES%% *}"
-LODE_BIN="$PWD/$LODE" /usr/bin/python3 tools/bench_daemon.py "$DIR/lite-${TYPES%% *}.gguf" --tokens 16
+# Daemon and LSP: a 4-layer model of Lite's width with the DeepSeek-Coder
+# vocabulary (FIM tokens needed for lode/infill), Q8_0.
+VOCAB=${LODE_VOCAB_DIR:-../shared/data/vocab}/ggml-vocab-deepseek-coder.gguf
+DM="$DIR/daemon-lite4-q8_0.gguf"
+[ -f "$DM" ] || "$LODE" gen tests/bench/bench_daemon.config.json -o "$DM" --type q8_0 --vocab "$VOCAB" --quiet
+echo "## daemon (lode serve), 4-layer Lite-width Q8_0"
+LODE_BIN="$PWD/$LODE" /usr/bin/python3 tests/bench/bench_daemon.py "$DM" --tokens 16 --threads "$THREADS"
+echo
+echo "## LSP (lode lsp → daemon), tiny model"
+LODE_BIN="$PWD/$LODE" LODE_TEST_CACHE=${LODE_TEST_CACHE:-$PWD/build/test-cache} node tests/node/lsp_bench.mjs --n 200
 echo
 echo "## tokenizer encode speed"
 tools/bench_tokenizer.sh "$BUILD"
