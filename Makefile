@@ -64,6 +64,22 @@ endif
 endif
 GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
 NVCCFLAGS ?= -O3 -std=c++17 $(GENCODE) -Xcompiler -fPIC -Iengine -Ikernels
+# nvcc objects: rebuild when the headers they share with the engine change.
+CU_DEPS := $(wildcard kernels/*.cuh kernels/*.h) engine/model_impl.h engine/lode_engine.h engine/quant_blocks.h
+
+# ---- tree-sitter grammars (grammars/, fetched by `make deps`) -------------
+# parser.c/scanner.c of each pinned npm grammar, compiled once with -O2 -w and
+# no sanitizers (shared by build/ and build-san/), plus the embedded query
+# files, into one archive linked into lode and the tests.
+GRAMMAR_NM := grammars/node_modules
+GRAMMAR_OUT := build/grammars
+GRAMMAR_SRC := $(sort $(wildcard $(GRAMMAR_NM)/tree-sitter-*/src/parser.c $(GRAMMAR_NM)/tree-sitter-*/src/scanner.c \
+    $(GRAMMAR_NM)/tree-sitter-*/*/src/parser.c $(GRAMMAR_NM)/tree-sitter-*/*/src/scanner.c \
+    $(GRAMMAR_NM)/@tree-sitter-grammars/tree-sitter-*/src/parser.c $(GRAMMAR_NM)/@tree-sitter-grammars/tree-sitter-*/src/scanner.c))
+GRAMMAR_OBJ := $(GRAMMAR_SRC:$(GRAMMAR_NM)/%.c=$(GRAMMAR_OUT)/%.o) $(GRAMMAR_OUT)/queries.o
+GRAMMAR_LIB := $(GRAMMAR_OUT)/libgrammars.a
+GRAMMAR_QUERIES := $(sort $(wildcard $(GRAMMAR_NM)/*/queries/*.scm $(GRAMMAR_NM)/*/*/queries/*.scm grammars/queries/*/*.scm))
+LDLIBS := $(GRAMMAR_LIB) $(LDLIBS)
 
 # ---- sources ----------------------------------------------------------------
 LIB_SRC := $(wildcard engine/*.c) $(wildcard lsp/*.c) $(filter-out daemon/main.c,$(wildcard daemon/*.c)) \
@@ -78,6 +94,7 @@ features:
 	@command -v $(CC) >/dev/null && echo "✓ C compiler: $(CC)" || echo "✗ C compiler $(CC) not found"
 	@pkg-config --exists $(PKGS) && echo "✓ jansson, libuv, pcre2" || echo "✗ jansson/libuv/pcre2 missing: run 'make deps'"
 	@pkg-config --exists tree-sitter && echo "✓ tree-sitter" || echo "✗ tree-sitter missing: run 'make deps'"
+	@test -d $(GRAMMAR_NM) && echo "✓ tree-sitter grammars ($(GRAMMAR_NM))" || echo "✗ $(GRAMMAR_NM) missing (tree-sitter grammars): run 'make deps'"
 	@if [ -n "$(HAVE_CUDA)" ]; then echo "✓ nvcc: $(NVCC) (CUDA backend, sm $(CUDA_ARCHS))"; elif [ -n "$(CUDA_MISSING)" ]; then echo "✗ CUDA: $(CUDA_MISSING): CPU-only build"; else echo "✗ nvcc not found: CPU-only build"; fi
 	@grep -q avx512f /proc/cpuinfo && echo "✓ CPU AVX-512 (kernels dispatch at run time)" || echo "✗ CPU AVX-512 not present (AVX2/scalar paths used)"
 	@grep -q amx_tile /proc/cpuinfo && echo "✓ CPU AMX" || echo "✗ CPU AMX not present"
@@ -87,9 +104,29 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/%.o: %.cu
+$(BUILD)/%.o: %.cu $(CU_DEPS)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -DLODE_HAVE_CUDA -c $< -o $@
+
+$(GRAMMAR_NM)/.lode-stamp:
+	@echo "✗ grammars/node_modules is missing (tree-sitter grammars): run 'make deps' (npm ci in grammars/)" >&2; exit 1
+
+$(GRAMMAR_OUT)/%.o: $(GRAMMAR_NM)/%.c | $(GRAMMAR_NM)/.lode-stamp
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g0 -w -fPIC -I$(dir $<) -c $< -o $@
+
+$(GRAMMAR_OUT)/queries.c: grammars/embed_queries.py $(GRAMMAR_QUERIES) | $(GRAMMAR_NM)/.lode-stamp
+	@mkdir -p $(dir $@)
+	/usr/bin/python3 grammars/embed_queries.py $(GRAMMAR_NM) grammars/queries $@
+
+$(GRAMMAR_OUT)/queries.o: $(GRAMMAR_OUT)/queries.c
+	$(CC) -std=c11 -O1 -g0 -w -c $< -o $@
+
+$(GRAMMAR_LIB): $(GRAMMAR_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/lode $(TEST_BIN): $(GRAMMAR_LIB)
 
 $(BUILD)/liblode.a: $(LIB_OBJ)
 	@rm -f $@

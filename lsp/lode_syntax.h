@@ -4,7 +4,7 @@
  *
  * The grammars are npm packages pinned in grammars/package.json (ABI 14, for
  * Debian's libtree-sitter 0.20.7), compiled into lode; their query files
- * (tags.scm, locals.scm) and lode's own (grammars/queries/<lang>/*.scm) are
+ * (tags.scm, locals.scm) and lode's own (grammars/queries/<lang>/NAME.scm) are
  * embedded into the binary at build time, so nothing is read at run time.
  * docs/context.md ("## Grammars", "## Syntax") describes them.
  *

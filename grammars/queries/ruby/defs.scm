@@ -1,0 +1,2 @@
+; lode's additions to the Ruby tags: constants.
+(assignment left: (constant) @name) @definition.constant

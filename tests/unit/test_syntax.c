@@ -1,0 +1,508 @@
+/*
+ * test_syntax.c — languages, built-in queries, predicates, symbols/imports
+ * per language (tests/fixtures/ctx/syntax/), references, and incremental
+ * reparsing (lode_sdoc) against fresh parses on random edits.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lode_syntax.h"
+
+#define FIX "tests/fixtures/ctx/syntax/"
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *b = malloc((size_t)n + 1);
+    cr_assert(fread(b, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    b[n] = 0;
+    *len = (size_t)n;
+    return b;
+}
+
+/* "kind name;kind name;..." of the definitions, and "module;module" of imports. */
+static void describe(const lode_file_syms *fs, char *defs, size_t dn, char *imps, size_t in) {
+    defs[0] = imps[0] = 0;
+    for (size_t i = 0; i < fs->n_syms; i++) {
+        size_t u = strlen(defs);
+        snprintf(defs + u, dn - u, "%s%s %s", i ? ";" : "", lode_sym_kind_name(fs->syms[i].kind), fs->syms[i].name);
+    }
+    for (size_t i = 0; i < fs->n_imports; i++) {
+        size_t u = strlen(imps);
+        snprintf(imps + u, in - u, "%s%s%s", i ? ";" : "", fs->imports[i].system ? "<>" : "", fs->imports[i].module);
+    }
+}
+
+typedef struct lang_case {
+    const char *file, *lang, *defs, *imports;
+} lang_case;
+
+static const lang_case k_cases[] = {
+    {"sample.c", "c",
+     "macro MAX_ITEMS;macro SQUARE;class point;type point_t;type color;constant RED;constant GREEN;"
+     "variable counter;function add;function find_slot;function add",
+     "<>stdio.h;util/strbuf.h"},
+    {"sample.cpp", "cpp", "module geo;function clamp;class Circle;method area;method area;type Radius",
+     "<>vector;shape.hpp"},
+    {"sample.py", "python", "constant TIMEOUT;function load;class Store;method get",
+     "os;collections.abc;.models;..core.db"},
+    {"sample.js", "javascript", "constant path;constant VERSION;function parse;function render;class View;method draw",
+     "fs/promises;./helper.js;path"},
+    {"sample.ts", "typescript",
+     "class Shape;method area;type Id;class Mode;class Square;method area;function makeSquare", "./thing"},
+    {"sample.tsx", "tsx", "type Props;function Badge;function Panel", "react;./button"},
+    {"sample.go", "go", "constant MaxSize;type Item;type Getter;function New;method String",
+     "fmt;strings;example.com/proj/internal/cache"},
+    {"sample.rs", "rust",
+     "module parser;constant LIMIT;class Cache;class Lookup;method lookup;method new;function build;macro square",
+     "std::collections::HashMap;crate::config::Settings;parser"},
+    {"Sample.java", "java",
+     "class Sample;constant LIMIT;method Sample;method names;class Named;method name;class Level;constant LOW;"
+     "constant HIGH",
+     "java.util.List;com.example.util.Strings"},
+    {"sample.lua", "lua", "module M;function greet;method count;function helper", "app.util;cjson"},
+    {"sample.sh", "bash", "variable PREFIX;variable MODE;function build;function deploy",
+     "./lib/common.sh;$HOME/.bashrc"},
+    {"sample.json", "json", "constant name;constant version;constant scripts", ""},
+    {"sample.rb", "ruby", "constant MAX;module Shop;class Cart;method add;method empty", "json;./lib/helper"},
+};
+
+Test(syntax, registry) {
+    cr_assert_eq(lode_lang_count(), 13);
+    for (size_t i = 0; i < lode_lang_count(); i++) {
+        const lode_lang *l = lode_lang_at(i);
+        cr_assert(l && lode_lang_ts(l));
+        cr_assert_eq(lode_lang_for_id(lode_lang_name(l)), l);
+        cr_assert(lode_syntax_query(l, "tags"), "%s has no tags query", lode_lang_name(l));
+        TSTree *t = lode_syntax_parse(l, "", 0);
+        cr_assert(t, "%s grammar does not load", lode_lang_name(l));
+        ts_tree_delete(t);
+    }
+    cr_assert_null(lode_lang_at(lode_lang_count()));
+    cr_assert_str_eq(lode_lang_name(lode_lang_for_path("/a/b/x.py")), "python");
+    cr_assert_str_eq(lode_lang_name(lode_lang_for_path("x.H")), "cpp");
+    cr_assert_str_eq(lode_lang_name(lode_lang_for_path("dir.d/x.h")), "c");
+    cr_assert_str_eq(lode_lang_name(lode_lang_for_path("X.TSX")), "tsx");
+    cr_assert_str_eq(lode_lang_name(lode_lang_for_path("Rakefile")), "ruby");
+    cr_assert_null(lode_lang_for_path("notes.txt"));
+    cr_assert_null(lode_lang_for_path("Makefile"));
+    cr_assert_null(lode_lang_for_path(".py/x"));
+    cr_assert_str_eq(lode_lang_name(lode_lang_for_id("typescriptreact")), "tsx");
+    cr_assert_str_eq(lode_lang_name(lode_lang_for_id("shellscript")), "bash");
+    cr_assert_str_eq(lode_lang_name(lode_lang_for_id("javascriptreact")), "javascript");
+    cr_assert_null(lode_lang_for_id("cobol"));
+    cr_assert_null(lode_lang_for_id(""));
+    cr_assert_str_eq(lode_lang_line_comment(lode_lang_for_id("lua")), "--");
+    cr_assert_null(lode_lang_line_comment(lode_lang_for_id("json")));
+    cr_assert_null(lode_syntax_query(lode_lang_for_id("c"), "nope"));
+}
+
+Test(syntax, every_language_definitions_and_imports) {
+    for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) {
+        const lang_case *c = &k_cases[i];
+        char path[256];
+        snprintf(path, sizeof path, FIX "%s", c->file);
+        size_t n;
+        char *src = slurp(path, &n);
+        const lode_lang *l = lode_lang_for_path(path);
+        cr_assert(l, "%s: no language", c->file);
+        cr_assert_str_eq(lode_lang_name(l), c->lang);
+        TSTree *t = lode_syntax_parse(l, src, n);
+        cr_assert(t);
+        cr_assert_not(ts_node_has_error(ts_tree_root_node(t)), "%s: fixture does not parse cleanly", c->file);
+        lode_file_syms fs;
+        lode_error err = {0};
+        cr_assert_eq(lode_syntax_symbols(l, src, n, t, &fs, &err), LODE_OK, "%s", err.text);
+        char defs[2048], imps[1024];
+        describe(&fs, defs, sizeof defs, imps, sizeof imps);
+        cr_expect_str_eq(defs, c->defs, "%s definitions", c->file);
+        cr_expect_str_eq(imps, c->imports, "%s imports", c->file);
+        /* Invariants: ranges inside the text, sorted, names at name_start,
+         * parents enclose their children. */
+        for (size_t k = 0; k < fs.n_syms; k++) {
+            const lode_sym *s = &fs.syms[k];
+            cr_assert(s->start <= s->name_start && s->name_start < s->end && s->end <= n);
+            cr_assert(s->start <= s->sig_end && s->sig_end <= s->end);
+            cr_assert_eq(strncmp(src + s->name_start, s->name, strlen(s->name)), 0, "%s: %s", c->file, s->name);
+            cr_assert_eq(s->line, lode_syntax_point_at(src, n, s->start).row);
+            if (k) cr_assert(fs.syms[k - 1].start <= s->start);
+            if (s->parent >= 0) {
+                const lode_sym *p = &fs.syms[s->parent];
+                cr_assert((size_t)s->parent < k && p->start <= s->start && s->end <= p->end);
+            }
+        }
+        for (size_t k = 0; k < fs.n_imports; k++) {
+            const lode_import *im = &fs.imports[k];
+            cr_assert(im->start < im->end && im->end <= n);
+            cr_assert_eq(strncmp(src + im->start, im->text, im->end - im->start), 0);
+        }
+        /* Same input, same result (the index and the prompt rely on it). */
+        lode_file_syms again;
+        cr_assert_eq(lode_syntax_symbols(l, src, n, NULL, &again, NULL), LODE_OK);
+        char d2[2048], i2[1024];
+        describe(&again, d2, sizeof d2, i2, sizeof i2);
+        cr_assert_str_eq(d2, defs);
+        cr_assert_str_eq(i2, imps);
+        lode_file_syms_clear(&again);
+        lode_file_syms_clear(&fs);
+        ts_tree_delete(t);
+        free(src);
+    }
+}
+
+Test(syntax, signature_and_body_ranges) {
+    size_t n;
+    char *src = slurp(FIX "sample.c", &n);
+    const lode_lang *l = lode_lang_for_id("c");
+    lode_file_syms fs;
+    cr_assert_eq(lode_syntax_symbols(l, src, n, NULL, &fs, NULL), LODE_OK);
+    const lode_sym *fs_slot = NULL, *proto = NULL, *macro = NULL;
+    for (size_t i = 0; i < fs.n_syms; i++) {
+        if (!strcmp(fs.syms[i].name, "find_slot")) fs_slot = &fs.syms[i];
+        if (!strcmp(fs.syms[i].name, "add") && !proto) proto = &fs.syms[i];
+        if (!strcmp(fs.syms[i].name, "SQUARE")) macro = &fs.syms[i];
+    }
+    cr_assert(fs_slot && proto && macro);
+    cr_assert_eq(strncmp(src + fs_slot->start, "static int *find_slot(int *table, int n) {", 42), 0);
+    cr_assert_eq(fs_slot->sig_end - fs_slot->start, 41); /* up to the '{' */
+    cr_assert_eq(src[fs_slot->end - 1], '}');
+    /* A prototype has no body: the signature is all of it (the ';' included). */
+    cr_assert_eq(proto->sig_end, proto->end);
+    cr_assert_eq(src[proto->end - 1], ';');
+    /* Trailing newline of a #define is not part of it. */
+    cr_assert_eq(src[macro->end - 1], ')');
+    lode_file_syms_clear(&fs);
+    free(src);
+
+    /* C++ template: the definition starts at `template`, the body is found under it. */
+    src = slurp(FIX "sample.cpp", &n);
+    cr_assert_eq(lode_syntax_symbols(lode_lang_for_id("cpp"), src, n, NULL, &fs, NULL), LODE_OK);
+    cr_assert_str_eq(fs.syms[1].name, "clamp");
+    cr_assert_eq(strncmp(src + fs.syms[1].start, "template <typename T>", 21), 0);
+    cr_assert_eq(src[fs.syms[1].sig_end], '{');
+    lode_file_syms_clear(&fs);
+    free(src);
+
+    /* Python: decorators belong to the definition; the body starts after ':'. */
+    src = slurp(FIX "sample.py", &n);
+    cr_assert_eq(lode_syntax_symbols(lode_lang_for_id("python"), src, n, NULL, &fs, NULL), LODE_OK);
+    cr_assert_str_eq(fs.syms[1].name, "load");
+    cr_assert_eq(strncmp(src + fs.syms[1].start, "@decorator\ndef load(path):", 26), 0);
+    cr_assert_eq(strncmp(src + fs.syms[1].sig_end, "return open", 11), 0);
+    cr_assert_eq(fs.syms[3].parent, 2); /* get in Store */
+    lode_file_syms_clear(&fs);
+    free(src);
+}
+
+/* ---- predicates ---------------------------------------------------------------- */
+typedef struct mcount {
+    int n;
+    char names[16][32];
+} mcount;
+
+static const char *g_src;
+
+static bool count_match(void *ud, const lode_query *q, const TSQueryMatch *m) {
+    mcount *c = ud;
+    for (uint16_t i = 0; i < m->capture_count; i++) {
+        uint32_t cl;
+        const char *cn = lode_query_capture_name(q, m->captures[i].index, &cl);
+        if (cl == 1 && cn[0] == 'n' && c->n < 16) {
+            TSNode nd = m->captures[i].node;
+            snprintf(c->names[c->n], 32, "%.*s", (int)(ts_node_end_byte(nd) - ts_node_start_byte(nd)),
+                     g_src + ts_node_start_byte(nd));
+        }
+    }
+    c->n++;
+    return true;
+}
+
+static mcount run_query(const lode_lang *l, const char *src, const char *qs) {
+    mcount c;
+    memset(&c, 0, sizeof c);
+    lode_error err = {0};
+    lode_query *q = lode_query_new(l, qs, strlen(qs), &err);
+    cr_assert(q, "query %s: %s", qs, err.text);
+    TSTree *t = lode_syntax_parse(l, src, strlen(src));
+    g_src = src;
+    lode_query_run(q, ts_tree_root_node(t), src, strlen(src), 0, UINT32_MAX, count_match, &c);
+    ts_tree_delete(t);
+    lode_query_free(q);
+    return c;
+}
+
+Test(syntax, predicates) {
+    const lode_lang *py = lode_lang_for_id("python");
+    const char *src = "def foo(): pass\ndef bar(): pass\ndef baz(): pass\nfoo = foo\nx = y\n";
+    mcount c = run_query(py, src, "(function_definition name: (identifier) @n)");
+    cr_assert_eq(c.n, 3);
+    c = run_query(py, src, "((function_definition name: (identifier) @n) (#eq? @n \"bar\"))");
+    cr_assert_eq(c.n, 1);
+    cr_assert_str_eq(c.names[0], "bar");
+    c = run_query(py, src, "((function_definition name: (identifier) @n) (#not-eq? @n \"bar\"))");
+    cr_assert_eq(c.n, 2);
+    cr_assert_str_eq(c.names[0], "foo");
+    cr_assert_str_eq(c.names[1], "baz");
+    c = run_query(py, src, "((function_definition name: (identifier) @n) (#match? @n \"^ba\"))");
+    cr_assert_eq(c.n, 2);
+    c = run_query(py, src, "((function_definition name: (identifier) @n) (#not-match? @n \"^ba\"))");
+    cr_assert_eq(c.n, 1);
+    cr_assert_str_eq(c.names[0], "foo");
+    c = run_query(py, src, "((function_definition name: (identifier) @n) (#any-of? @n \"foo\" \"baz\" \"qux\"))");
+    cr_assert_eq(c.n, 2);
+    c = run_query(py, src, "((function_definition name: (identifier) @n) (#not-any-of? @n \"foo\" \"baz\"))");
+    cr_assert_eq(c.n, 1);
+    /* capture against capture */
+    c = run_query(py, src, "((assignment left: (identifier) @n right: (identifier) @r) (#eq? @n @r))");
+    cr_assert_eq(c.n, 1);
+    cr_assert_str_eq(c.names[0], "foo");
+    c = run_query(py, src, "((assignment left: (identifier) @n right: (identifier) @r) (#not-eq? @n @r))");
+    cr_assert_eq(c.n, 1);
+    cr_assert_str_eq(c.names[0], "x");
+    /* Directives are accepted and do not filter. */
+    c = run_query(py, src,
+                  "((function_definition name: (identifier) @n) @d (#set! kind \"f\") (#strip! @n \"x\") "
+                  "(#select-adjacent! @n @d) (#is-not? local))");
+    cr_assert_eq(c.n, 3);
+    /* Several predicates: all must hold. */
+    c = run_query(py, src, "((function_definition name: (identifier) @n) (#match? @n \"a\") (#not-eq? @n \"baz\"))");
+    cr_assert_eq(c.n, 1);
+    cr_assert_str_eq(c.names[0], "bar");
+    /* Quantified captures: #eq? needs all nodes, #any-eq? one. */
+    const char *js = "//a\n//a\nfunction f() {}\n//a\n//b\nfunction g() {}\n";
+    const lode_lang *jl = lode_lang_for_id("javascript");
+    c = run_query(jl, js, "(((comment)+ @a . (function_declaration name: (identifier) @n)) (#eq? @a \"//a\"))");
+    cr_assert_eq(c.n, 1);
+    cr_assert_str_eq(c.names[0], "f");
+    c = run_query(jl, js, "(((comment)+ @a . (function_declaration name: (identifier) @n)) (#any-eq? @a \"//b\"))");
+    cr_assert_eq(c.n, 1);
+    cr_assert_str_eq(c.names[0], "g");
+    c = run_query(jl, js, "(((comment)+ @a . (function_declaration name: (identifier) @n)) (#any-eq? @a \"//a\"))");
+    cr_assert_eq(c.n, 2);
+    /* UTF-8 regex */
+    c = run_query(py, "def été(): pass\ndef ete(): pass\n", "((function_definition name: (identifier) @n) (#match? @n \"^.t.$\"))");
+    cr_assert_eq(c.n, 2);
+}
+
+Test(syntax, query_errors) {
+    const lode_lang *py = lode_lang_for_id("python");
+    lode_error err = {0};
+    const char *bad = "(function_definition\n  name: (no_such_node) @n)";
+    cr_assert_null(lode_query_new(py, bad, strlen(bad), &err));
+    cr_assert_eq(err.status, LODE_ERR_FORMAT);
+    cr_assert(strstr(err.text, "node type error at 2:"), "%s", err.text);
+    lode_error_clear(&err);
+    const char *badre = "((identifier) @n (#match? @n \"(\"))";
+    cr_assert_null(lode_query_new(py, badre, strlen(badre), &err));
+    cr_assert(strstr(err.text, "regex"), "%s", err.text);
+    lode_error_clear(&err);
+    const char *badeq = "((identifier) @n (#eq? @n))";
+    cr_assert_null(lode_query_new(py, badeq, strlen(badeq), &err));
+    cr_assert_eq(err.status, LODE_ERR_FORMAT);
+}
+
+Test(syntax, shipped_predicates_are_applied) {
+    /* JS tags.scm says (#not-eq? @name "constructor"): no method named constructor. */
+    const char *src = "class A { constructor() {} run() {} }\n";
+    lode_file_syms fs;
+    cr_assert_eq(lode_syntax_symbols(lode_lang_for_id("javascript"), src, strlen(src), NULL, &fs, NULL), LODE_OK);
+    cr_assert_eq(fs.n_syms, 2);
+    cr_assert_str_eq(fs.syms[0].name, "A");
+    cr_assert_str_eq(fs.syms[1].name, "run");
+    lode_file_syms_clear(&fs);
+    /* lode's imports.scm: require only when the callee is `require`. */
+    const char *r = "const a = require('x'); const b = load('y');\n";
+    cr_assert_eq(lode_syntax_symbols(lode_lang_for_id("javascript"), r, strlen(r), NULL, &fs, NULL), LODE_OK);
+    cr_assert_eq(fs.n_imports, 1);
+    cr_assert_str_eq(fs.imports[0].module, "x");
+    lode_file_syms_clear(&fs);
+}
+
+Test(syntax, bad_input_never_crashes) {
+    const char junk[] = "\xff\xfe}{)(\0\0def class struct #include <<<\n\r\r\"";
+    for (size_t i = 0; i < lode_lang_count(); i++) {
+        const lode_lang *l = lode_lang_at(i);
+        lode_file_syms fs;
+        cr_assert_eq(lode_syntax_symbols(l, junk, sizeof junk - 1, NULL, &fs, NULL), LODE_OK);
+        lode_file_syms_clear(&fs);
+    }
+    lode_file_syms fs;
+    cr_assert_eq(lode_syntax_symbols(NULL, "", 0, NULL, &fs, NULL), LODE_ERR_INVALID_ARG);
+    cr_assert_eq(lode_syntax_symbols(lode_lang_for_id("c"), "", 0, NULL, &fs, NULL), LODE_OK);
+    cr_assert_eq(fs.n_syms, 0);
+    lode_file_syms_clear(&fs);
+}
+
+Test(syntax, references) {
+    const char *src = "int f(int table, int n) {\n  return lookup(table, n) + lookup(n, MAX) + \"str\";\n}\n";
+    const lode_lang *l = lode_lang_for_id("c");
+    TSTree *t = lode_syntax_parse(l, src, strlen(src));
+    const char *body = strstr(src, "return");
+    char **names;
+    size_t n = lode_syntax_refs(l, t, src, (uint32_t)(body - src), (uint32_t)strlen(src), &names);
+    cr_assert_eq(n, 4);
+    cr_assert_str_eq(names[0], "lookup");
+    cr_assert_str_eq(names[1], "table");
+    cr_assert_str_eq(names[2], "n");
+    cr_assert_str_eq(names[3], "MAX");
+    lode_syntax_refs_free(names, n);
+    /* A range that cuts through an identifier does not report it. */
+    n = lode_syntax_refs(l, t, src, (uint32_t)(body - src + 9), (uint32_t)(body - src + 17), &names);
+    cr_assert_eq(n, 0, "got %zu", n);
+    cr_assert_null(names);
+    ts_tree_delete(t);
+
+    const char *py = "import os\nx = os.path.join(a, b)  # comment ident\n";
+    l = lode_lang_for_id("python");
+    t = lode_syntax_parse(l, py, strlen(py));
+    n = lode_syntax_refs(l, t, py, 10, (uint32_t)strlen(py), &names);
+    cr_assert_eq(n, 6);
+    const char *want[] = {"x", "os", "path", "join", "a", "b"};
+    for (size_t i = 0; i < n; i++) cr_assert_str_eq(names[i], want[i]);
+    lode_syntax_refs_free(names, n);
+    ts_tree_delete(t);
+}
+
+Test(syntax, point_at) {
+    const char *s = "ab\r\ncd\né\n";
+    TSPoint p = lode_syntax_point_at(s, strlen(s), 0);
+    cr_assert(p.row == 0 && p.column == 0);
+    p = lode_syntax_point_at(s, strlen(s), 3); /* the \n of \r\n */
+    cr_assert(p.row == 0 && p.column == 3);
+    p = lode_syntax_point_at(s, strlen(s), 4);
+    cr_assert(p.row == 1 && p.column == 0);
+    p = lode_syntax_point_at(s, strlen(s), 9); /* after é: 2 bytes */
+    cr_assert(p.row == 2 && p.column == 2);
+    p = lode_syntax_point_at(s, strlen(s), 999);
+    cr_assert(p.row == 3 && p.column == 0);
+}
+
+/* ---- incremental reparsing ------------------------------------------------------- */
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(uint32_t n) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return n ? (uint32_t)(g_rng % n) : 0;
+}
+
+/* Round down to a UTF-8 code point start (editors never split one). */
+static size_t cp_floor(const char *s, size_t len, size_t i) {
+    while (i > 0 && i < len && ((unsigned char)s[i] & 0xC0) == 0x80) i--;
+    return i;
+}
+
+static void check_same_as_fresh(lode_sdoc *d, const char *what) {
+    size_t len;
+    const char *text = lode_sdoc_text(d, &len);
+    TSTree *fresh = lode_syntax_parse(lode_sdoc_lang(d), text, len);
+    char *a = ts_node_string(ts_tree_root_node(lode_sdoc_tree(d)));
+    char *b = ts_node_string(ts_tree_root_node(fresh));
+    cr_assert_str_eq(a, b, "%s: incremental tree differs from a fresh parse", what);
+    /* Byte and point ranges agree too (ts_node_string omits them). */
+    TSNode ra = ts_tree_root_node(lode_sdoc_tree(d)), rb = ts_tree_root_node(fresh);
+    cr_assert_eq(ts_node_end_byte(ra), ts_node_end_byte(rb));
+    cr_assert_eq(ts_node_end_point(ra).row, ts_node_end_point(rb).row);
+    cr_assert_eq(ts_node_end_point(ra).column, ts_node_end_point(rb).column);
+    TSTreeCursor ca = ts_tree_cursor_new(ra), cb = ts_tree_cursor_new(rb);
+    for (;;) {
+        TSNode x = ts_tree_cursor_current_node(&ca), y = ts_tree_cursor_current_node(&cb);
+        cr_assert_eq(ts_node_start_byte(x), ts_node_start_byte(y), "%s: node start", what);
+        cr_assert_eq(ts_node_start_point(x).row, ts_node_start_point(y).row, "%s: node row", what);
+        cr_assert_eq(ts_node_start_point(x).column, ts_node_start_point(y).column, "%s: node column", what);
+        bool ga = ts_tree_cursor_goto_first_child(&ca), gb = ts_tree_cursor_goto_first_child(&cb);
+        cr_assert_eq(ga, gb);
+        if (ga) continue;
+        bool done = false;
+        while (!ts_tree_cursor_goto_next_sibling(&ca)) {
+            cr_assert_not(ts_tree_cursor_goto_next_sibling(&cb));
+            if (!ts_tree_cursor_goto_parent(&ca)) { done = true; break; }
+            cr_assert(ts_tree_cursor_goto_parent(&cb));
+        }
+        if (done) break;
+        cr_assert(ts_tree_cursor_goto_next_sibling(&cb));
+    }
+    ts_tree_cursor_delete(&ca);
+    ts_tree_cursor_delete(&cb);
+    free(a);
+    free(b);
+    ts_tree_delete(fresh);
+}
+
+static const char *const k_snips[] = {"x", "é", "日本語", "\r\n", "\n", "{", "}", "(", ")", "\"", "'", ";",
+                                      "  ", "if (a) { b(); }\n", "def f():\n    pass\n", "/* c */", "#", "\t",
+                                      "😀", "end\n", "\r\n\r\n", "return 1;"};
+
+Test(syntax, incremental_matches_fresh_parse) {
+    const char *files[] = {"sample.c", "sample.py", "sample.ts", "sample.go", "sample.rs", "sample.lua", "sample.rb",
+                           "sample.json"};
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char path[256];
+        snprintf(path, sizeof path, FIX "%s", files[f]);
+        size_t n;
+        char *src = slurp(path, &n);
+        /* Same text with CRLF line ends and a multibyte line in front. */
+        char *crlf = malloc(2 * n + 64);
+        size_t m = (size_t)sprintf(crlf, "// ünïcødé 日本\r\n");
+        for (size_t i = 0; i < n; i++) {
+            if (src[i] == '\n') crlf[m++] = '\r';
+            crlf[m++] = src[i];
+        }
+        const char *texts[2] = {src, crlf};
+        size_t lens[2] = {n, m};
+        for (int v = 0; v < 2; v++) {
+            lode_sdoc *d = lode_sdoc_new(lode_lang_for_path(path), texts[v], lens[v]);
+            cr_assert(d);
+            for (int e = 0; e < 120; e++) {
+                size_t len;
+                const char *text = lode_sdoc_text(d, &len);
+                size_t a = cp_floor(text, len, rnd((uint32_t)len + 1));
+                size_t b = rnd(4) == 0 ? a : cp_floor(text, len, a + rnd(12));
+                if (b > len) b = len;
+                if (b < a) b = a;
+                const char *ins = rnd(5) == 0 ? "" : k_snips[rnd(sizeof k_snips / sizeof k_snips[0])];
+                lode_error err = {0};
+                cr_assert_eq(lode_sdoc_edit(d, a, b, ins, strlen(ins), &err), LODE_OK, "%s", err.text);
+                char what[128];
+                snprintf(what, sizeof what, "%s v%d edit %d [%zu,%zu)+%zu", files[f], v, e, a, b, strlen(ins));
+                check_same_as_fresh(d, what);
+            }
+            cr_assert_eq(lode_sdoc_version(d), 120);
+            lode_sdoc_free(d);
+        }
+        free(crlf);
+        free(src);
+    }
+}
+
+Test(syntax, sdoc_edges) {
+    const lode_lang *l = lode_lang_for_id("c");
+    lode_sdoc *d = lode_sdoc_new(l, "int x;", 6);
+    cr_assert(d);
+    lode_error err = {0};
+    cr_assert_eq(lode_sdoc_edit(d, 3, 99, "", 0, &err), LODE_ERR_RANGE);
+    cr_assert_eq(lode_sdoc_edit(d, 4, 3, "", 0, NULL), LODE_ERR_RANGE);
+    size_t len;
+    cr_assert_str_eq(lode_sdoc_text(d, &len), "int x;");
+    cr_assert_eq(lode_sdoc_version(d), 0);
+    /* Growing past the initial buffer, deleting everything, inserting at the end. */
+    for (int i = 0; i < 200; i++) cr_assert_eq(lode_sdoc_edit(d, 6, 6, "\nint yy;", 8, NULL), LODE_OK);
+    check_same_as_fresh(d, "grow");
+    lode_sdoc_text(d, &len);
+    cr_assert_eq(len, 6 + 200 * 8);
+    cr_assert_eq(lode_sdoc_edit(d, 0, len, "", 0, NULL), LODE_OK);
+    cr_assert_str_eq(lode_sdoc_text(d, &len), "");
+    check_same_as_fresh(d, "empty");
+    cr_assert_eq(lode_sdoc_set(d, "void f(void) {}", 15, NULL), LODE_OK);
+    check_same_as_fresh(d, "set");
+    cr_assert_str_eq(ts_node_type(ts_node_named_child(ts_tree_root_node(lode_sdoc_tree(d)), 0)), "function_definition");
+    lode_sdoc_free(d);
+    lode_sdoc_free(NULL);
+    cr_assert_null(lode_sdoc_new(NULL, "", 0));
+}
