@@ -145,6 +145,29 @@ void lode_lsp_free(lode_lsp *l);
 /* Replace the context provider (NULL restores the window). */
 void lode_lsp_set_context_provider(lode_lsp *l, lode_lsp_context_fn fn, void *ud);
 
+/* Hooks for a context provider that keeps its own view of the workspace
+ * (lsp/context_lsp.c): it learns the roots, follows the documents edit by
+ * edit, and may replace the post-processing. Every callback may be NULL. */
+typedef struct lode_lsp_hooks {
+    void (*init)(void *ud, json_t *initialize_params); /* borrowed; after the answer */
+    /* Settings applied (borrowed; the object itself, not {"lode": ...}): for
+     * the provider's own keys (contextTokens). */
+    void (*settings)(void *ud, json_t *settings);
+    void (*open)(void *ud, const char *uri, const char *lang, const char *text, size_t n);
+    /* Bytes [start, old_end) were replaced by text[0..n); `after` is the
+     * whole document after the edit. start == SIZE_MAX: the range is not
+     * known (a full change or a clamped one): take `after` as it is. */
+    void (*change)(void *ud, const char *uri, size_t start, size_t old_end, const char *text, size_t n,
+                   const char *after, size_t after_n);
+    void (*close)(void *ud, const char *uri);
+    /* In place of lode_lsp_postprocess: `view` is the text the model saw
+     * and `cursor` the insertion point in it. Returns lode_xmalloc'd text. */
+    char *(*post)(void *ud, const char *uri, const char *lang, const char *view, size_t view_n, size_t cursor,
+                  const char *gen, size_t gen_n, size_t *n);
+} lode_lsp_hooks;
+/* Install hooks (copied; NULL removes them). */
+void lode_lsp_set_hooks(lode_lsp *l, const lode_lsp_hooks *h, void *ud);
+
 /* Feed one message from the editor (borrowed). */
 void lode_lsp_handle(lode_lsp *l, json_t *msg);
 /* The editor sent bytes that are not a message: answer -32700 (id null). */

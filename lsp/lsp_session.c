@@ -49,6 +49,8 @@ typedef struct req {
     size_t repl_end;      /* end of it (>= cursor) */
     char *lead;           /* text the answer starts with (selected item / word) */
     char *line_rest;      /* the cursor line after the cursor */
+    char *view;           /* the text the model saw (only with a post hook) */
+    size_t view_len, view_cursor;
     json_t *params;       /* lode/infill params while debouncing */
     uint64_t handle;      /* backend handle once sent */
     double due, t0;
@@ -57,7 +59,7 @@ typedef struct req {
 
 typedef struct settings {
     char *model, *socket;
-    int64_t max_tokens, budget, debounce_ms, deadline_ms;
+    int64_t max_tokens, budget, debounce_ms, deadline_ms, ctx_tokens;
     double temperature;
     bool enable;
     json_t *languages; /* {"languageId": bool} or NULL */
@@ -83,6 +85,8 @@ struct lode_lsp {
     int64_t next_out_id;
     lode_lsp_context_fn ctx_fn;
     void *ctx_ud;
+    lode_lsp_hooks hooks;
+    void *hooks_ud;
     lode_lsp_be_state be_state;
     char be_msg[LODE_ERROR_TEXT];
     char *daemon_model;
@@ -165,6 +169,7 @@ static void req_free(req *r) {
     json_decref(r->params);
     lode_free(r->lead);
     lode_free(r->line_rest);
+    lode_free(r->view);
     lode_free(r);
 }
 
@@ -245,6 +250,7 @@ static void apply_settings(lode_lsp *l, json_t *o) {
                  "lode: contextBudget %lld bytes is too small for useful completions (the model sees only %lld bytes "
                  "around the cursor); 4096 or more is recommended",
                  (long long)s->budget, (long long)s->budget);
+    int_setting(l, o, "contextTokens", 0, 1 << 20, &s->ctx_tokens);
     int_setting(l, o, "debounceMs", 0, 10000, &s->debounce_ms);
     int_setting(l, o, "deadlineMs", 0, 600000, &s->deadline_ms);
     json_t *v = json_object_get(o, "temperature");
@@ -266,6 +272,7 @@ static void apply_settings(lode_lsp *l, json_t *o) {
         const char *f = json_string_value(v);
         s->fallback = !strcmp(f, "always") ? FALLBACK_ALWAYS : !strcmp(f, "never") ? FALLBACK_NEVER : FALLBACK_AUTO;
     }
+    if (l->hooks.settings) l->hooks.settings(l->hooks_ud, o);
     if (be && l->state != ST_UNINIT) {
         l->h.be->configure(l->h.be_ctx, lode_lsp_model(l), lode_lsp_socket(l));
         check_model(l);
@@ -326,6 +333,12 @@ void lode_lsp_free(lode_lsp *l) {
 void lode_lsp_set_context_provider(lode_lsp *l, lode_lsp_context_fn fn, void *ud) {
     l->ctx_fn = fn ? fn : lode_lsp_context_window;
     l->ctx_ud = fn ? ud : NULL;
+}
+
+void lode_lsp_set_hooks(lode_lsp *l, const lode_lsp_hooks *h, void *ud) {
+    memset(&l->hooks, 0, sizeof l->hooks);
+    if (h) l->hooks = *h;
+    l->hooks_ud = h ? ud : NULL;
 }
 
 int lode_lsp_exit_code(const lode_lsp *l) { return l->exit_code; }
@@ -410,6 +423,7 @@ static int m_initialize(lode_lsp *l, json_t *id, json_t *params, lode_error *err
                              LODE_LSP_VERSION));
     l->state = ST_RUNNING;
     l->h.be->configure(l->h.be_ctx, lode_lsp_model(l), lode_lsp_socket(l));
+    if (l->hooks.init) l->hooks.init(l->hooks_ud, params);
     return 0;
 }
 
@@ -481,6 +495,7 @@ static int m_did_open(lode_lsp *l, json_t *id, json_t *params, lode_error *err) 
     d->lang = lode_xstrdup(lang ? lang : "");
     d->version = json_integer_value(json_object_get(td, "version"));
     doc_set_text(l, d, json_string_value(text), json_string_length(text));
+    if (l->hooks.open && d->doc) l->hooks.open(l->hooks_ud, d->uri, d->lang, json_string_value(text), json_string_length(text));
     return 0;
 }
 
@@ -502,6 +517,9 @@ static int m_did_change(lode_lsp *l, json_t *id, json_t *params, lode_error *err
         if (!json_is_string(text)) continue;
         if (!range) {
             doc_set_text(l, d, json_string_value(text), json_string_length(text));
+            if (l->hooks.change && d->doc)
+                l->hooks.change(l->hooks_ud, d->uri, SIZE_MAX, SIZE_MAX, NULL, 0, json_string_value(text),
+                                json_string_length(text));
             continue;
         }
         lode_lsp_pos a, b;
@@ -518,8 +536,17 @@ static int m_did_change(lode_lsp *l, json_t *id, json_t *params, lode_error *err
             continue;
         }
         lode_error e = {0};
+        size_t hs = SIZE_MAX, he = SIZE_MAX; /* the byte range, for the hook (SIZE_MAX: clamped, unknown) */
+        if (l->hooks.change && (lode_lsp_doc_offset(d->doc, l->enc, a, &hs, &e) ||
+                                lode_lsp_doc_offset(d->doc, l->enc, b, &he, &e) || he < hs))
+            hs = he = SIZE_MAX, e = (lode_error){0};
         if (lode_lsp_doc_edit(d->doc, l->enc, a, b, json_string_value(text), json_string_length(text), &e))
             show_msg(l, MSG_ERROR, "lode: %s", e.text);
+        else if (l->hooks.change) {
+            size_t al;
+            const char *after = lode_lsp_doc_text(d->doc, &al);
+            l->hooks.change(l->hooks_ud, d->uri, hs, he, json_string_value(text), json_string_length(text), after, al);
+        }
     }
     return 0;
 }
@@ -531,6 +558,7 @@ static int m_did_close(lode_lsp *l, json_t *id, json_t *params, lode_error *err)
         if (!strcmp((*pp)->uri, uri)) {
             docent *d = *pp;
             finish_doc_reqs(l, d, LODE_RPC_CONTENT_MODIFIED, "the document was closed");
+            if (l->hooks.close) l->hooks.close(l->hooks_ud, d->uri);
             *pp = d->next;
             lode_free(d->uri);
             lode_free(d->lang);
@@ -682,7 +710,13 @@ static int start_completion(lode_lsp *l, json_t *id, json_t *params, req_kind ki
     lode_lsp_ctx c = {0};
     lode_error cerr = {0};
     lode_status st = l->ctx_fn(l->ctx_ud, &cq, &c, &cerr);
-    lode_free(view);
+    if (l->hooks.post) { /* the post-processor parses the text the model saw */
+        r->view = view;
+        r->view_len = vlen;
+        r->view_cursor = r->repl_start + lead_n;
+    } else {
+        lode_free(view);
+    }
     if (st) {
         log_msg(l, MSG_ERROR, "lode: building the context failed: %s", cerr.text);
         lode_lsp_ctx_clear(&c);
@@ -754,8 +788,11 @@ void lode_lsp_backend_done(lode_lsp *l, uint64_t handle, json_t *result, int cod
     }
     json_t *txt = json_object_get(result, "text");
     size_t n;
-    char *s = lode_lsp_postprocess(json_string_value(txt) ? json_string_value(txt) : "", json_string_length(txt),
-                                   r->line_rest, strlen(r->line_rest), &n);
+    const char *gen = json_string_value(txt) ? json_string_value(txt) : "";
+    char *s = l->hooks.post && r->view
+                  ? l->hooks.post(l->hooks_ud, r->d->uri, r->d->lang, r->view, r->view_len, r->view_cursor, gen,
+                                  json_string_length(txt), &n)
+                  : lode_lsp_postprocess(gen, json_string_length(txt), r->line_rest, strlen(r->line_rest), &n);
     l->n_completions++;
     l->last_ms = (lode_time_s() - r->t0) * 1000.0;
     l->last_prompt = json_integer_value(json_object_get(result, "prompt_tokens"));

@@ -1,0 +1,879 @@
+/*
+ * context.c — FIM prompt assembly from the whole project (lode_context.h).
+ *
+ * Budget, for B tokens in all (4 go to BOS and the three FIM markers):
+ *   prefix window  ≤ 3B/8, suffix window ≤ B/8 (the current file's header
+ *   line counts with the prefix);
+ *   project context: the rest, plus what the windows leave unused, rounded
+ *   down to a grid of B/16 so that it does not move with every keystroke;
+ *   inside it, IMPORT sections get up to 30%, RECENT up to 15%, DEFINITION
+ *   the rest; what a section leaves unused goes to the ones after it.
+ * Everything is laid out in that order, so what comes first never depends
+ * on what comes after it (stable-first).
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lode_context.h"
+
+#define MAX_REFS 96        /* identifiers looked up per build */
+#define MAX_CANDS 16       /* definitions considered per identifier */
+#define MAX_RECENT 8       /* files remembered as recently edited */
+#define RECENT_FILES 3     /* of which at most this many get a chunk */
+#define SIG_CAP 600        /* bytes of a signature shown */
+#define SMALL_TYPE 480     /* a class/type body this small is shown whole in an import outline */
+#define BYTES_PER_TOKEN 3  /* the estimate: ceil(bytes / 3) (real code: ~3.3-4 bytes per token) */
+
+/* ---- small helpers ------------------------------------------------------------- */
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        b->cap = (b->n + n + 1) * 2 + 64;
+        b->p = lode_xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
+static char *sb_take(sbuf *b, size_t *n) {
+    if (!b->p) sb_add(b, "", 0);
+    char *p = b->p;
+    if (n) *n = b->n;
+    b->p = NULL;
+    b->n = b->cap = 0;
+    return p;
+}
+
+static char *xstrndup(const char *s, size_t n) {
+    char *p = lode_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+static bool is_cont(unsigned char ch) { return (ch & 0xC0) == 0x80; }
+static bool word_ch(unsigned char ch) { return ch >= 0x80 || ch == '_' || ch == '$' || isalnum(ch); }
+
+static uint64_t hash_bytes(const char *s, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull ^ (n * 0x9E3779B97F4A7C15ull);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    h ^= h >> 32;
+    return h ? h : 1;
+}
+
+static size_t line_start(const char *t, size_t off) {
+    while (off > 0 && t[off - 1] != '\n') off--;
+    return off;
+}
+static size_t line_end(const char *t, size_t len, size_t off) { /* after the '\n' (or len) */
+    while (off < len && t[off] != '\n') off++;
+    return off < len ? off + 1 : len;
+}
+static size_t first_nonblank(const char *t, size_t len, size_t ls) {
+    while (ls < len && (t[ls] == ' ' || t[ls] == '\t')) ls++;
+    return ls;
+}
+
+/* ---- the builder ------------------------------------------------------------------- */
+typedef struct tcount {
+    uint64_t h;
+    uint32_t n, tokens;
+} tcount;
+#define TC_SLOTS 8192
+
+typedef struct recent {
+    char *path;
+    size_t at;
+    uint64_t seq;
+} recent;
+
+struct lode_ctx {
+    lode_index *ix;
+    char **roots;
+    size_t n_roots;
+    const lode_tok *tok;
+    tcount *tc;
+    size_t tc_used;
+    recent rec[MAX_RECENT];
+    size_t n_rec;
+    uint64_t seq;
+    /* the last current-file symbols, by text hash */
+    uint64_t syms_hash;
+    size_t syms_len;
+    const lode_lang *syms_lang;
+    lode_file_syms syms;
+};
+
+lode_ctx *lode_ctx_new(lode_index *ix, const char *const *roots, size_t n_roots, const lode_tok *tok) {
+    lode_ctx *c = lode_xcalloc(1, sizeof *c);
+    c->ix = ix;
+    c->tok = tok;
+    c->roots = n_roots ? lode_xcalloc(n_roots, sizeof *c->roots) : NULL;
+    for (size_t i = 0; i < n_roots; i++) {
+        char *r = realpath(roots[i], NULL);
+        c->roots[i] = lode_xstrdup(r ? r : roots[i]);
+        free(r);
+        size_t k = strlen(c->roots[i]);
+        while (k > 1 && c->roots[i][k - 1] == '/') c->roots[i][--k] = 0;
+    }
+    c->n_roots = n_roots;
+    c->tc = lode_xcalloc(TC_SLOTS, sizeof *c->tc);
+    return c;
+}
+
+void lode_ctx_free(lode_ctx *c) {
+    if (!c) return;
+    for (size_t i = 0; i < c->n_roots; i++) lode_free(c->roots[i]);
+    lode_free(c->roots);
+    for (size_t i = 0; i < c->n_rec; i++) lode_free(c->rec[i].path);
+    lode_file_syms_clear(&c->syms);
+    lode_free(c->tc);
+    lode_free(c);
+}
+
+size_t lode_ctx_count(lode_ctx *c, const char *s, size_t n) {
+    if (!n) return 0;
+    if (!c->tok) return (n + BYTES_PER_TOKEN - 1) / BYTES_PER_TOKEN;
+    uint64_t h = hash_bytes(s, n);
+    size_t i = (size_t)(h & (TC_SLOTS - 1));
+    for (size_t k = 0; k < 16; k++, i = (i + 1) & (TC_SLOTS - 1)) {
+        if (c->tc[i].h == h && c->tc[i].n == (uint32_t)n) return c->tc[i].tokens;
+        if (!c->tc[i].h) break;
+    }
+    int32_t *ids = NULL;
+    size_t nt = 0;
+    lode_error e = {0};
+    if (lode_tok_encode(c->tok, s, n, false, false, &ids, &nt, &e)) nt = (n + BYTES_PER_TOKEN - 1) / BYTES_PER_TOKEN;
+    lode_free(ids);
+    if (c->tc_used * 2 > TC_SLOTS) { /* half full: start over (cheap, and keeps probing short) */
+        memset(c->tc, 0, TC_SLOTS * sizeof *c->tc);
+        c->tc_used = 0;
+    }
+    i = (size_t)(h & (TC_SLOTS - 1));
+    while (c->tc[i].h) i = (i + 1) & (TC_SLOTS - 1);
+    c->tc[i] = (tcount){h, (uint32_t)n, (uint32_t)nt};
+    c->tc_used++;
+    return nt;
+}
+
+void lode_ctx_note_edit(lode_ctx *c, const char *path, size_t at) {
+    if (!path) return;
+    size_t i = 0;
+    while (i < c->n_rec && strcmp(c->rec[i].path, path)) i++;
+    if (i == c->n_rec) {
+        if (c->n_rec == MAX_RECENT) { /* forget the oldest */
+            size_t old = 0;
+            for (size_t k = 1; k < c->n_rec; k++)
+                if (c->rec[k].seq < c->rec[old].seq) old = k;
+            lode_free(c->rec[old].path);
+            c->rec[old] = c->rec[--c->n_rec];
+            i = c->n_rec;
+        }
+        c->rec[i].path = lode_xstrdup(path);
+        c->n_rec++;
+    }
+    c->rec[i].at = at;
+    c->rec[i].seq = ++c->seq;
+}
+
+const char *lode_ctx_kind_name(lode_ctx_kind k) {
+    static const char *n[] = {"import", "recent", "definition", "file", "suffix"};
+    return (unsigned)k < 5 ? n[k] : "?";
+}
+
+void lode_ctx_prompt_clear(lode_ctx_prompt *p) {
+    for (size_t i = 0; i < p->n_sections; i++) {
+        lode_free(p->sections[i].path);
+        lode_free(p->sections[i].text);
+    }
+    lode_free(p->sections);
+    lode_free(p->prefix);
+    lode_free(p->suffix);
+    for (size_t i = 0; i < p->n_defs; i++) lode_free(p->defs[i]);
+    lode_free(p->defs);
+    memset(p, 0, sizeof *p);
+}
+
+char *lode_ctx_prompt_fim_text(const lode_ctx_prompt *p, size_t *len) {
+    sbuf b = {0};
+    sb_str(&b, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>");
+    sb_add(&b, p->prefix, p->prefix_len);
+    sb_str(&b, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "hole\xef\xbd\x9c>");
+    sb_add(&b, p->suffix, p->suffix_len);
+    sb_str(&b, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>");
+    return sb_take(&b, len);
+}
+
+bool lode_ctx_prompt_has_def(const lode_ctx_prompt *p, const char *path, const char *name) {
+    size_t nl = strlen(name), pl = path ? strlen(path) : 0;
+    for (size_t i = 0; i < p->n_defs; i++) {
+        const char *d = p->defs[i], *tab = strchr(d, '\t');
+        if (!tab || strcmp(tab + 1, name) || strlen(tab + 1) != nl) continue;
+        if (!path || ((size_t)(tab - d) == pl && !memcmp(d, path, pl))) return true;
+    }
+    return false;
+}
+
+/* ---- paths and headers ----------------------------------------------------------------- */
+static const char *rel_path(const lode_ctx *c, const char *path) {
+    if (!path) return "untitled";
+    size_t best = 0;
+    for (size_t i = 0; i < c->n_roots; i++) {
+        size_t k = strlen(c->roots[i]);
+        if (k > best && !strncmp(path, c->roots[i], k) && path[k] == '/') best = k;
+    }
+    return best ? path + best + 1 : path;
+}
+
+static void add_header(sbuf *b, const lode_ctx *c, const char *path, const lode_lang *lang) {
+    const char *cm = lang ? lode_lang_line_comment(lang) : NULL;
+    sb_str(b, cm ? cm : "//");
+    sb_str(b, " ");
+    sb_str(b, rel_path(c, path));
+    sb_str(b, "\n");
+}
+
+/* ---- syntactic cuts -------------------------------------------------------------------- */
+/* The first line start in [g, limit) where a named node begins at the line's
+ * first non-blank byte; depth-first, so it is the earliest such line. */
+static bool prefix_cut_in(TSNode n, const char *t, size_t len, uint32_t g, uint32_t limit, uint32_t *out) {
+    uint32_t nc = ts_node_child_count(n);
+    for (uint32_t i = 0; i < nc; i++) {
+        TSNode ch = ts_node_child(n, i);
+        uint32_t s = ts_node_start_byte(ch), e = ts_node_end_byte(ch);
+        if (s >= limit) return false;
+        if (e <= g) continue;
+        if (s >= g) {
+            if (ts_node_is_named(ch)) {
+                size_t ls = line_start(t, s);
+                if (ls >= g && first_nonblank(t, len, ls) == s) {
+                    *out = (uint32_t)ls;
+                    return true;
+                }
+            }
+        }
+        if (ts_node_child_count(ch) && prefix_cut_in(ch, t, len, g, limit, out)) return true;
+    }
+    return false;
+}
+
+static size_t prefix_cut(const TSTree *tree, const char *t, size_t len, size_t g, size_t cursor) {
+    if (g == 0) return 0;
+    uint32_t out;
+    if (tree && prefix_cut_in(ts_tree_root_node(tree), t, len, (uint32_t)g, (uint32_t)cursor, &out)) return out;
+    /* No node starts a line there: the next line start, else g itself. */
+    size_t s = g;
+    while (s < cursor && t[s - 1] != '\n') s++;
+    if (s < cursor) return s;
+    while (g < cursor && is_cont((unsigned char)t[g])) g++;
+    return g;
+}
+
+/* The last end of a line in (cursor, h] where a named node ends (only blanks
+ * after it on the line). */
+static void suffix_cut_in(TSNode n, const char *t, size_t len, uint32_t cursor, uint32_t h, size_t *best) {
+    uint32_t nc = ts_node_child_count(n);
+    for (uint32_t i = 0; i < nc; i++) {
+        TSNode ch = ts_node_child(n, i);
+        uint32_t s = ts_node_start_byte(ch), e = ts_node_end_byte(ch);
+        if (s >= h) return;
+        if (e <= cursor) continue;
+        if (e <= h && ts_node_is_named(ch)) {
+            size_t le = line_end(t, len, e);
+            size_t k = e;
+            while (k < le && (t[k] == ' ' || t[k] == '\t' || t[k] == '\r' || t[k] == '\n')) k++;
+            if (k == le && le <= h && le > *best) *best = le;
+        }
+        if (ts_node_child_count(ch) && s < h) suffix_cut_in(ch, t, len, cursor, h, best);
+    }
+}
+
+static size_t suffix_cut(const TSTree *tree, const char *t, size_t len, size_t cursor, size_t h) {
+    if (h >= len) return len;
+    size_t best = 0;
+    if (tree) suffix_cut_in(ts_tree_root_node(tree), t, len, (uint32_t)cursor, (uint32_t)h, &best);
+    if (best > cursor) return best;
+    size_t e = h; /* else the last line end before h, else h */
+    while (e > cursor && t[e - 1] != '\n') e--;
+    if (e > cursor) return e;
+    while (h > cursor && is_cont((unsigned char)t[h])) h--;
+    return h;
+}
+
+/* ---- files read during one build ------------------------------------------------------- */
+typedef struct ftext {
+    const char *path;
+    char *text;
+    size_t len;
+} ftext;
+
+typedef struct build {
+    lode_ctx *c;
+    const lode_ctx_input *in;
+    const lode_lang *lang;
+    const char *path; /* current file */
+    const lode_file_syms *cur; /* its symbols (NULL without a language) */
+    size_t win_start, win_end;
+    ftext *files;
+    size_t n_files;
+    /* items already in the prompt: (path, start) */
+    struct seen {
+        const char *path;
+        uint32_t start;
+        bool body;
+    } *seen;
+    size_t n_seen;
+    char **defs;
+    size_t n_defs;
+    const char **imported; /* resolved import paths of the current file */
+    size_t n_imported;
+} build;
+
+static const char *file_text(build *b, const char *path, size_t *len) {
+    if (b->path ? !strcmp(path, b->path) : !*path) {
+        *len = b->in->len;
+        return b->in->text;
+    }
+    for (size_t i = 0; i < b->n_files; i++)
+        if (!strcmp(b->files[i].path, path)) {
+            *len = b->files[i].len;
+            return b->files[i].text;
+        }
+    size_t n = 0;
+    char *t = b->c->ix ? lode_index_read(b->c->ix, path, &n) : NULL;
+    b->files = lode_xrealloc(b->files, (b->n_files + 1) * sizeof *b->files);
+    b->files[b->n_files++] = (ftext){path, t, n};
+    *len = n;
+    return t;
+}
+
+static struct seen *seen_find(build *b, const char *path, uint32_t start) {
+    for (size_t i = 0; i < b->n_seen; i++)
+        if (b->seen[i].start == start && !strcmp(b->seen[i].path, path)) return &b->seen[i];
+    return NULL;
+}
+static void seen_add(build *b, const char *path, uint32_t start, bool body, const char *name) {
+    struct seen *s = seen_find(b, path, start);
+    if (s) {
+        s->body |= body;
+        return;
+    }
+    b->seen = lode_xrealloc(b->seen, (b->n_seen + 1) * sizeof *b->seen);
+    b->seen[b->n_seen++] = (struct seen){path, start, body};
+    sbuf d = {0};
+    sb_str(&d, path);
+    sb_str(&d, "\t");
+    sb_str(&d, name);
+    b->defs = lode_xrealloc(b->defs, (b->n_defs + 1) * sizeof *b->defs);
+    b->defs[b->n_defs++] = sb_take(&d, NULL);
+}
+
+/* The signature of sym as shown: its text up to the body, trailing blanks
+ * dropped, plus an elision that keeps it well-formed for the language. */
+static void add_signature(sbuf *o, const lode_lang *lang, const char *t, size_t len, const lode_sym *s) {
+    size_t a = s->start, e = s->sig_end < s->end ? s->sig_end : s->end;
+    if (a > len) return;
+    if (e > len) e = len;
+    bool body = s->sig_end < s->end;
+    while (e > a && isspace((unsigned char)t[e - 1])) e--;
+    if (e - a > SIG_CAP) { /* whole lines up to the cap */
+        size_t k = a + SIG_CAP;
+        while (k > a && t[k - 1] != '\n') k--;
+        e = k > a ? k - 1 : a + SIG_CAP;
+        while (e > a && is_cont((unsigned char)t[e])) e--;
+    }
+    sb_add(o, t + a, e - a);
+    if (body) {
+        const char *ln = lang ? lode_lang_name(lang) : "";
+        if (!strcmp(ln, "python")) sb_str(o, t[e - 1] == ':' ? " ..." : ": ...");
+        else if (!strcmp(ln, "c") || !strcmp(ln, "cpp")) sb_str(o, s->kind == LODE_SYM_FUNCTION || s->kind == LODE_SYM_METHOD ? ";" : " { ... };");
+        else if (!strcmp(ln, "lua") || !strcmp(ln, "ruby")) sb_str(o, " ... end");
+        else if (!strcmp(ln, "bash")) sb_str(o, " { ...; }");
+        else sb_str(o, " { ... }");
+    }
+    sb_str(o, "\n");
+}
+
+static void add_body(sbuf *o, const char *t, size_t len, const lode_sym *s) {
+    size_t a = s->start, e = s->end > len ? len : s->end;
+    if (a >= e) return;
+    sb_add(o, t + a, e - a);
+    sb_str(o, "\n");
+}
+
+/* ---- sections ------------------------------------------------------------------------ */
+typedef struct item {
+    const char *path;
+    const lode_lang *lang;
+    const lode_sym *sym;
+    bool body;
+    size_t tokens;
+    size_t order; /* for a stable sort */
+} item;
+
+static int item_cmp(const void *x, const void *y) {
+    const item *a = x, *b = y;
+    int c = strcmp(a->path, b->path);
+    if (c) return c;
+    if (a->sym->start != b->sym->start) return a->sym->start < b->sym->start ? -1 : 1;
+    return a->order < b->order ? -1 : a->order > b->order;
+}
+
+static void push_section(lode_ctx_prompt *p, lode_ctx_kind k, const char *path, char *text, size_t len, size_t tokens,
+                         size_t n_items) {
+    p->sections = lode_xrealloc(p->sections, (p->n_sections + 1) * sizeof *p->sections);
+    p->sections[p->n_sections++] = (lode_ctx_section){k, lode_xstrdup(path), text, len, tokens, n_items};
+}
+
+/* Items grouped by path (sorted by path, then start) into sections of kind k. */
+static size_t emit_items(build *b, lode_ctx_prompt *p, lode_ctx_kind k, item *it, size_t n) {
+    qsort(it, n, sizeof *it, item_cmp);
+    size_t used = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        sbuf o = {0};
+        add_header(&o, b->c, it[i].path, it[i].lang);
+        size_t cnt = 0;
+        for (; j < n && !strcmp(it[j].path, it[i].path); j++) {
+            size_t len;
+            const char *t = file_text(b, it[j].path, &len);
+            if (!t) continue;
+            if (it[j].body) add_body(&o, t, len, it[j].sym);
+            else add_signature(&o, it[j].lang, t, len, it[j].sym);
+            cnt++;
+        }
+        sb_str(&o, "\n");
+        size_t tl;
+        char *txt = sb_take(&o, &tl);
+        size_t tk = lode_ctx_count(b->c, txt, tl);
+        used += tk;
+        push_section(p, k, rel_path(b->c, it[i].path), txt, tl, tk, cnt);
+        i = j;
+    }
+    return used;
+}
+
+static size_t sig_tokens(build *b, const char *path, const lode_lang *lang, const lode_sym *s) {
+    size_t len;
+    const char *t = file_text(b, path, &len);
+    if (!t || s->start >= len) return SIZE_MAX;
+    sbuf o = {0};
+    add_signature(&o, lang, t, len, s);
+    size_t n = lode_ctx_count(b->c, o.p ? o.p : "", o.n);
+    lode_free(o.p);
+    return n;
+}
+
+static size_t body_tokens(build *b, const char *path, const lode_sym *s) {
+    size_t len;
+    const char *t = file_text(b, path, &len);
+    if (!t || s->start >= len) return SIZE_MAX;
+    size_t e = s->end > len ? len : s->end;
+    return lode_ctx_count(b->c, t + s->start, e - s->start) + 1;
+}
+
+static size_t header_tokens(build *b, const char *path, const lode_lang *lang) {
+    sbuf o = {0};
+    add_header(&o, b->c, path, lang);
+    size_t n = lode_ctx_count(b->c, o.p, o.n) + 1; /* + the blank line after the section */
+    lode_free(o.p);
+    return n;
+}
+
+/* IMPORT: outlines of the imported files, in import order, within cap. */
+static size_t do_imports(build *b, lode_ctx_prompt *p, size_t cap) {
+    if (!b->cur || !b->c->ix) return 0;
+    size_t used = 0;
+    for (size_t i = 0; i < b->cur->n_imports; i++) {
+        const char *ip = lode_index_resolve_import(b->c->ix, b->path ? b->path : "", &b->cur->imports[i]);
+        if (!ip || (b->path && !strcmp(ip, b->path))) continue;
+        bool dup = false;
+        for (size_t k = 0; k < b->n_imported; k++) dup |= !strcmp(b->imported[k], ip);
+        if (dup) continue;
+        b->imported = lode_xrealloc(b->imported, (b->n_imported + 1) * sizeof *b->imported);
+        b->imported[b->n_imported++] = ip;
+    }
+    for (size_t i = 0; i < b->n_imported && used < cap; i++) {
+        const char *ip = b->imported[i];
+        const lode_file_syms *fs = lode_index_file(b->c->ix, ip);
+        if (!fs || !fs->n_syms) continue;
+        const lode_lang *fl = lode_lang_for_path(ip);
+        size_t len;
+        const char *t = file_text(b, ip, &len);
+        if (!t) continue;
+        size_t h = header_tokens(b, ip, fl);
+        if (used + h >= cap) break;
+        sbuf o = {0};
+        add_header(&o, b->c, ip, fl);
+        size_t cnt = 0, tk = h;
+        for (size_t k = 0; k < fs->n_syms; k++) {
+            const lode_sym *s = &fs->syms[k];
+            if (s->kind == LODE_SYM_MODULE || s->kind == LODE_SYM_VARIABLE) continue;
+            if (s->parent >= 0) { /* members: only of a top-level class */
+                const lode_sym *par = &fs->syms[s->parent];
+                if (par->parent >= 0 || par->kind != LODE_SYM_CLASS) continue;
+                if (par->end - par->start <= SMALL_TYPE) continue; /* shown whole */
+            }
+            if (s->end > len) continue;
+            bool whole = (s->kind == LODE_SYM_CLASS || s->kind == LODE_SYM_TYPE || s->kind == LODE_SYM_MACRO ||
+                          s->kind == LODE_SYM_CONSTANT) && s->end - s->start <= SMALL_TYPE;
+            sbuf one = {0};
+            if (whole) add_body(&one, t, len, s);
+            else add_signature(&one, fl, t, len, s);
+            size_t n1 = lode_ctx_count(b->c, one.p, one.n);
+            if (used + tk + n1 > cap) {
+                lode_free(one.p);
+                break;
+            }
+            sb_add(&o, one.p, one.n);
+            lode_free(one.p);
+            tk += n1;
+            cnt++;
+            seen_add(b, ip, s->start, whole, s->name);
+        }
+        if (!cnt) {
+            lode_free(o.p);
+            break;
+        }
+        sb_str(&o, "\n");
+        size_t tl;
+        char *txt = sb_take(&o, &tl);
+        size_t real = lode_ctx_count(b->c, txt, tl);
+        used += real;
+        push_section(p, LODE_CTX_IMPORT, rel_path(b->c, ip), txt, tl, real, cnt);
+    }
+    return used;
+}
+
+static int recent_cmp(const void *x, const void *y) {
+    return strcmp(((const recent *)x)->path, ((const recent *)y)->path);
+}
+
+/* RECENT: chunks around the last edit of the most recently edited other
+ * files, ordered by path. */
+static size_t do_recent(build *b, lode_ctx_prompt *p, size_t cap) {
+    recent pick[RECENT_FILES];
+    size_t np = 0;
+    bool taken[MAX_RECENT] = {0};
+    for (size_t r = 0; r < RECENT_FILES; r++) {
+        int best = -1;
+        for (size_t i = 0; i < b->c->n_rec; i++) {
+            if (taken[i] || (b->path && !strcmp(b->c->rec[i].path, b->path))) continue;
+            if (b->c->ix && !lode_index_contains(b->c->ix, b->c->rec[i].path)) continue;
+            if (best < 0 || b->c->rec[i].seq > b->c->rec[best].seq) best = (int)i;
+        }
+        if (best < 0) break;
+        taken[best] = true;
+        pick[np++] = b->c->rec[best];
+    }
+    if (!np) return 0;
+    qsort(pick, np, sizeof *pick, recent_cmp);
+    size_t used = 0, each = cap / np;
+    for (size_t i = 0; i < np; i++) {
+        size_t len;
+        const char *t = file_text(b, pick[i].path, &len);
+        const lode_lang *fl = lode_lang_for_path(pick[i].path);
+        size_t h = header_tokens(b, pick[i].path, fl);
+        if (!t || !len || h + 16 > each) continue;
+        size_t want = (each - h) * BYTES_PER_TOKEN; /* bytes, centred on the edit, whole lines */
+        size_t at = pick[i].at > len ? len : pick[i].at;
+        size_t a = at > want / 2 ? line_start(t, at - want / 2) : 0;
+        size_t e = line_end(t, len, a + want < len ? a + want : len);
+        if (e > len) e = len;
+        while (e > a && lode_ctx_count(b->c, t + a, e - a) + h > each) { /* shrink by lines from the end */
+            size_t k = e - 1;
+            while (k > a && t[k - 1] != '\n') k--;
+            e = k;
+        }
+        if (e <= a) continue;
+        sbuf o = {0};
+        add_header(&o, b->c, pick[i].path, fl);
+        sb_add(&o, t + a, e - a);
+        if (t[e - 1] != '\n') sb_str(&o, "\n");
+        sb_str(&o, "\n");
+        size_t tl;
+        char *txt = sb_take(&o, &tl);
+        size_t tk = lode_ctx_count(b->c, txt, tl);
+        used += tk;
+        push_section(p, LODE_CTX_RECENT, rel_path(b->c, pick[i].path), txt, tl, tk, 0);
+    }
+    return used;
+}
+
+/* Identifiers around the cursor, nearest first, without the word being typed. */
+static size_t cursor_refs(build *b, const TSTree *tree, char ***out) {
+    const char *t = b->in->text;
+    size_t len = b->in->len, cur = b->in->cursor;
+    size_t ws = cur, we = cur;
+    while (ws > 0 && word_ch((unsigned char)t[ws - 1])) ws--;
+    while (we < len && word_ch((unsigned char)t[we])) we++;
+    /* tiers: the cursor line, then ±3, ±12 lines, then the windows */
+    static const int up[] = {0, 3, 12, 40}, down[] = {0, 3, 12, 12};
+    char **names = NULL;
+    size_t n = 0;
+    size_t lo_prev = ws, hi_prev = we;
+    for (size_t tier = 0; tier < 4 && n < MAX_REFS; tier++) {
+        size_t lo = line_start(t, ws), hi = line_end(t, len, we);
+        for (int k = 0; k < up[tier] && lo > 0; k++) lo = line_start(t, lo - 1);
+        for (int k = 0; k < down[tier] && hi < len; k++) hi = line_end(t, len, hi);
+        if (lo < b->win_start) lo = b->win_start;
+        if (hi > b->win_end) hi = b->win_end;
+        size_t ranges[2][2] = {{lo, lo_prev}, {hi_prev, hi}};
+        for (int r = 0; r < 2; r++) {
+            if (ranges[r][0] >= ranges[r][1]) continue;
+            char **nm = NULL;
+            size_t k = lode_syntax_refs(b->lang, tree, t, (uint32_t)ranges[r][0], (uint32_t)ranges[r][1], &nm);
+            /* the lower range: nearest first means last first */
+            for (size_t q = 0; q < k; q++) {
+                size_t idx = r == 0 ? k - 1 - q : q;
+                bool dup = false;
+                for (size_t z = 0; z < n && !dup; z++) dup = !strcmp(names[z], nm[idx]);
+                if (dup || n >= MAX_REFS) continue;
+                names = lode_xrealloc(names, (n + 1) * sizeof *names);
+                names[n++] = lode_xstrdup(nm[idx]);
+            }
+            lode_syntax_refs_free(nm, k);
+        }
+        if (lo < lo_prev) lo_prev = lo;
+        if (hi > hi_prev) hi_prev = hi;
+    }
+    *out = names;
+    return n;
+}
+
+static bool is_imported(build *b, const char *path) {
+    for (size_t i = 0; i < b->n_imported; i++)
+        if (!strcmp(b->imported[i], path)) return true;
+    return false;
+}
+
+static size_t dir_len(const char *p) {
+    const char *s = strrchr(p, '/');
+    return s ? (size_t)(s - p) : 0;
+}
+
+typedef struct cand {
+    lode_def d;
+    int score;
+} cand;
+
+/* DEFINITION: signatures in rank order, then bodies in rank order. */
+static size_t do_defs(build *b, lode_ctx_prompt *p, const TSTree *tree, size_t cap) {
+    if (!b->lang || !tree) return 0;
+    char **names = NULL;
+    size_t nn = cursor_refs(b, tree, &names);
+    item *it = NULL;
+    size_t ni = 0, used = 0;
+    /* chosen[i]: the best definition of names[i] (for the body pass) */
+    cand *chosen = nn ? lode_xcalloc(nn, sizeof *chosen) : NULL;
+    bool *have = nn ? lode_xcalloc(nn, sizeof *have) : NULL;
+    const char *cur = b->path ? b->path : "";
+    for (size_t i = 0; i < nn; i++) {
+        /* defined in the current file inside the windows: visible already */
+        bool visible = false;
+        cand best = {{0}, 99}, best_body = {{0}, 99};
+        if (b->cur)
+            for (size_t k = 0; k < b->cur->n_syms; k++) {
+                const lode_sym *s = &b->cur->syms[k];
+                if (strcmp(s->name, names[i])) continue;
+                if (s->start >= b->win_start && s->start < b->win_end) {
+                    visible = true;
+                    break;
+                }
+                cand cd = {{cur, s, b->lang}, 0};
+                if (cd.score < best.score) best = cd;
+                if (s->sig_end < s->end && cd.score < best_body.score) best_body = cd;
+            }
+        if (visible) continue;
+        lode_def defs[MAX_CANDS];
+        size_t nd = b->c->ix ? lode_index_lookup(b->c->ix, names[i], defs, MAX_CANDS) : 0;
+        if (nd > MAX_CANDS) nd = MAX_CANDS;
+        for (size_t k = 0; k < nd; k++) {
+            if (!strcmp(defs[k].path, cur)) continue; /* the index's copy of this file may be stale */
+            if (defs[k].sym->kind == LODE_SYM_MODULE) continue;
+            int sc = is_imported(b, defs[k].path) ? 1
+                     : (dir_len(defs[k].path) == dir_len(cur) && !strncmp(defs[k].path, cur, dir_len(cur))) ? 2
+                                                                                                           : 3;
+            if (defs[k].lang != b->lang) sc += 2; /* another language: less likely what is meant */
+            cand cd = {defs[k], sc};
+            if (cd.score < best.score) best = cd;
+            if (defs[k].sym->sig_end < defs[k].sym->end && cd.score < best_body.score) best_body = cd;
+        }
+        if (best.score == 99) continue;
+        have[i] = true;
+        chosen[i] = best_body.score < 99 ? best_body : best;
+        struct seen *sn = seen_find(b, best.d.path, best.d.sym->start);
+        if (sn) continue; /* already in an import outline */
+        size_t tk = sig_tokens(b, best.d.path, best.d.lang, best.d.sym);
+        bool new_file = true;
+        for (size_t k = 0; k < ni && new_file; k++) new_file = strcmp(it[k].path, best.d.path) != 0;
+        if (new_file && tk != SIZE_MAX) tk += header_tokens(b, best.d.path, best.d.lang);
+        if (tk == SIZE_MAX || used + tk > cap) continue;
+        used += tk;
+        it = lode_xrealloc(it, (ni + 1) * sizeof *it);
+        it[ni] = (item){best.d.path, best.d.lang, best.d.sym, false, tk, ni};
+        ni++;
+        seen_add(b, best.d.path, best.d.sym->start, false, best.d.sym->name);
+    }
+    /* bodies, nearest identifier first, each at most a quarter of the cap */
+    for (size_t i = 0; i < nn; i++) {
+        if (!have[i]) continue;
+        cand *cd = &chosen[i];
+        if (cd->d.sym->sig_end >= cd->d.sym->end) continue;
+        struct seen *sn = seen_find(b, cd->d.path, cd->d.sym->start);
+        if (sn && sn->body) continue;
+        size_t bt = body_tokens(b, cd->d.path, cd->d.sym);
+        if (bt == SIZE_MAX || bt > cap / 4) continue;
+        /* replace its signature item when there is one */
+        size_t old = 0;
+        item *same = NULL;
+        for (size_t k = 0; k < ni; k++)
+            if (it[k].sym == cd->d.sym) same = &it[k];
+        if (same) old = same->tokens;
+        bool new_file = !same;
+        for (size_t k = 0; k < ni && new_file; k++) new_file = strcmp(it[k].path, cd->d.path) != 0;
+        if (new_file) bt += header_tokens(b, cd->d.path, cd->d.lang);
+        if (used - old + bt > cap) continue;
+        used = used - old + bt;
+        if (same) {
+            same->body = true;
+            same->tokens = bt;
+        } else {
+            it = lode_xrealloc(it, (ni + 1) * sizeof *it);
+            it[ni] = (item){cd->d.path, cd->d.lang, cd->d.sym, true, bt, ni};
+            ni++;
+        }
+        seen_add(b, cd->d.path, cd->d.sym->start, true, cd->d.sym->name);
+    }
+    size_t real = ni ? emit_items(b, p, LODE_CTX_DEFINITION, it, ni) : 0;
+    lode_free(it);
+    lode_free(chosen);
+    lode_free(have);
+    lode_syntax_refs_free(names, nn);
+    return real;
+}
+
+static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prompt *out, lode_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!in0 || (!in0->text && in0->len)) return lode_error_set(err, LODE_ERR_INVALID_ARG, "context: no text");
+    lode_ctx_input in = *in0;
+    if (!in.text) in.text = "";
+    if (in.cursor > in.len) in.cursor = in.len;
+    while (in.cursor > 0 && in.cursor < in.len && is_cont((unsigned char)in.text[in.cursor])) in.cursor--;
+    size_t B = in.budget ? in.budget : LODE_CTX_DEFAULT_BUDGET;
+    if (B < LODE_CTX_MIN_BUDGET) B = LODE_CTX_MIN_BUDGET;
+    if (B > LODE_CTX_MAX_BUDGET) B = LODE_CTX_MAX_BUDGET;
+    const lode_lang *lang = in.lang ? in.lang : in.path ? lode_lang_for_path(in.path) : NULL;
+    const TSTree *tree = in.tree;
+    TSTree *own = NULL;
+    if (lang && !tree) tree = own = lode_syntax_parse(lang, in.text, in.len);
+    if (!tree) lang = NULL;
+    build b = {.c = c, .in = &in, .lang = lang, .path = in.path};
+    if (lang) { /* the current file's symbols (cached by content) */
+        uint64_t h = hash_bytes(in.text, in.len);
+        if (c->syms_hash != h || c->syms_len != in.len || c->syms_lang != lang) {
+            lode_error e = {0};
+            if (lode_syntax_symbols(lang, in.text, in.len, tree, &c->syms, &e) == LODE_OK) {
+                c->syms_hash = h;
+                c->syms_len = in.len;
+                c->syms_lang = lang;
+            } else {
+                lode_file_syms_clear(&c->syms);
+                c->syms_hash = 0;
+            }
+        }
+        if (c->syms_hash) b.cur = &c->syms;
+    }
+    const char *t = in.text;
+    size_t cur = in.cursor, len = in.len;
+    /* windows */
+    size_t Pmax = B * 3 / 8, Smax = B / 8, q = B / 16 ? B / 16 : 1;
+    sbuf hdr = {0};
+    add_header(&hdr, c, in.path, lang);
+    size_t htok = lode_ctx_count(c, hdr.p, hdr.n);
+    size_t pbud = Pmax > htok ? Pmax - htok : 0;
+    size_t pb = pbud * BYTES_PER_TOKEN, grid = pb / 4 ? pb / 4 : 1;
+    size_t g = cur > pb ? (cur - pb + grid - 1) / grid * grid : 0;
+    size_t a = prefix_cut(tree, t, len, g, cur);
+    size_t ptok = lode_ctx_count(c, t + a, cur - a);
+    while (ptok > pbud && a < cur) { /* only with a tokenizer: the estimate was too generous */
+        g += grid;
+        if (g > cur) g = cur;
+        a = prefix_cut(tree, t, len, g, cur);
+        ptok = lode_ctx_count(c, t + a, cur - a);
+    }
+    size_t sb_ = Smax * BYTES_PER_TOKEN;
+    size_t e = suffix_cut(tree, t, len, cur, len - cur > sb_ ? cur + sb_ : len);
+    size_t stok = lode_ctx_count(c, t + cur, e - cur);
+    while (stok > Smax && e > cur) {
+        size_t k = e - 1;
+        while (k > cur && t[k - 1] != '\n') k--;
+        e = k;
+        stok = lode_ctx_count(c, t + cur, e - cur);
+    }
+    b.win_start = a;
+    b.win_end = e;
+    /* the project context's budget: fixed share + the windows' leftovers on a grid */
+    size_t fixed = 4 + Pmax + Smax;
+    size_t ctx_budget = B > fixed ? B - fixed : 0;
+    size_t left = (pbud - (ptok < pbud ? ptok : pbud)) + (Smax - (stok < Smax ? stok : Smax));
+    ctx_budget += left / q * q;
+    if (lang && (c->ix || (b.cur && b.cur->n_syms))) {
+        size_t u_imp = do_imports(&b, out, ctx_budget * 30 / 100);
+        size_t rest = ctx_budget > u_imp ? ctx_budget - u_imp : 0;
+        size_t u_rec = do_recent(&b, out, ctx_budget * 15 / 100 < rest ? ctx_budget * 15 / 100 : rest);
+        rest = rest > u_rec ? rest - u_rec : 0;
+        do_defs(&b, out, tree, rest);
+    } else if (c->ix == NULL && c->n_rec) {
+        do_recent(&b, out, ctx_budget * 15 / 100);
+    }
+    /* the current file */
+    sbuf f = {0};
+    sb_add(&f, hdr.p, hdr.n);
+    lode_free(hdr.p);
+    sb_add(&f, t + a, cur - a);
+    size_t fl;
+    char *ftxt = sb_take(&f, &fl);
+    push_section(out, LODE_CTX_FILE, rel_path(c, in.path), ftxt, fl, htok + ptok, 0);
+    push_section(out, LODE_CTX_SUFFIX, rel_path(c, in.path), xstrndup(t + cur, e - cur), e - cur, stok, 0);
+    /* assemble */
+    sbuf pre = {0};
+    size_t total = 4;
+    for (size_t i = 0; i < out->n_sections; i++) {
+        total += out->sections[i].tokens;
+        if (out->sections[i].kind != LODE_CTX_SUFFIX) sb_add(&pre, out->sections[i].text, out->sections[i].len);
+    }
+    out->prefix = sb_take(&pre, &out->prefix_len);
+    out->suffix = xstrndup(t + cur, e - cur);
+    out->suffix_len = e - cur;
+    out->tokens = total;
+    out->budget = B;
+    out->exact = c->tok != NULL;
+    out->win_start = a;
+    out->win_end = e;
+    qsort(b.defs, b.n_defs, sizeof *b.defs, str_cmp);
+    out->defs = b.defs;
+    out->n_defs = b.n_defs;
+    for (size_t i = 0; i < b.n_files; i++) lode_free(b.files[i].text);
+    lode_free(b.files);
+    lode_free(b.seen);
+    lode_free(b.imported);
+    if (own) ts_tree_delete(own);
+    return LODE_OK;
+}
