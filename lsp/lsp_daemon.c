@@ -14,8 +14,8 @@
  * reach the daemon. Cancel sends $/cancelRequest and forgets the handle, so
  * a late answer is dropped here.
  *
- * Handles: the pipe, the retry timer and the spawned process each belong to
- * this struct; lode_lsp_daemon_close closes them and the struct is freed
+ * Handles: the pipe and the retry timer belong to this struct, each spawned
+ * process to its own dproc; lode_lsp_daemon_close closes them and the struct is freed
  * after the loop has run their close callbacks.
  */
 #include <errno.h>
@@ -43,6 +43,15 @@ typedef struct dreq {
 
 enum { P_NONE = 0, P_CONNECTING, P_CONNECTED, P_CLOSING };
 
+/* One spawned daemon process. Each spawn gets its own handle: the previous
+ * child's handle may still be open (its exit not yet reaped) when a killed
+ * daemon is replaced, and a libuv handle must never be initialised twice. */
+typedef struct dproc {
+    uv_process_t h;
+    struct lode_lsp_daemon *dm; /* NULL once detached by lode_lsp_daemon_close */
+    struct dproc *next;
+} dproc;
+
 struct lode_lsp_daemon {
     uv_loop_t *loop;
     lode_lsp *lsp;
@@ -50,8 +59,9 @@ struct lode_lsp_daemon {
     uv_connect_t creq;
     int pstate;
     uv_timer_t timer;
-    uv_process_t proc;
-    bool proc_alive, proc_handle; /* the child runs / its handle is open */
+    dproc *procs;                 /* spawned children whose handles are open */
+    dproc *cur;                   /* the latest spawn, while it runs */
+    bool proc_alive;              /* the latest spawn runs */
     int proc_exit;                /* -1 while unknown */
     bool spawned;                 /* spawned in this connect episode */
     double t_spawn, t_report;
@@ -61,6 +71,7 @@ struct lode_lsp_daemon {
     dreq *reqs;
     uint64_t next_handle;
     bool closed;
+    bool live; /* the daemon answered lode/status on this connection */
     int connect_status;
 };
 
@@ -181,6 +192,7 @@ static void drop_connection(lode_lsp_daemon *dm, const char *why) {
     if (dm->pstate == P_CLOSING || dm->pstate == P_NONE) return;
     bool was_connected = dm->pstate == P_CONNECTED;
     dm->pstate = P_CLOSING;
+    dm->live = false;
     uv_close((uv_handle_t *)&dm->pipe, on_pipe_closed);
     if (!was_connected) return;
     /* Work in flight goes again once; a request that already failed this
@@ -210,6 +222,12 @@ static void on_message(lode_lsp_daemon *dm, json_t *msg) {
         if (res && dm->lsp) lode_lsp_backend_info(dm->lsp, res);
         const char *m = json_string_value(json_object_get(res, "model"));
         report(dm, LODE_LSP_BE_READY, "connected to the lode daemon at %s (model %s)", dm->sock, m ? m : "?");
+        /* Only now is the daemon known to be alive: a dying one can still
+         * accept a connection from its listen backlog, and a request sent
+         * there would be counted as a failed attempt. */
+        dm->live = true;
+        for (dreq *r = dm->reqs; r; r = r->next)
+            if (!r->sent) send_req(dm, r);
         return;
     }
     dreq *r = take(dm, (uint64_t)json_integer_value(id));
@@ -255,16 +273,24 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
 }
 
 /* ---- connecting and spawning ------------------------------------------------------------- */
-static void on_proc_closed(uv_handle_t *h) {
-    lode_lsp_daemon *dm = h->data;
-    dm->proc_handle = false;
-}
+static void on_proc_closed(uv_handle_t *h) { lode_free(h->data); }
 
-static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
-    lode_lsp_daemon *dm = p->data;
-    dm->proc_alive = false;
-    dm->proc_exit = sig ? 128 + sig : (int)status;
-    uv_close((uv_handle_t *)p, on_proc_closed);
+static void on_proc_exit(uv_process_t *h, int64_t status, int sig) {
+    dproc *p = h->data;
+    lode_lsp_daemon *dm = p->dm;
+    if (dm) {
+        for (dproc **pp = &dm->procs; *pp; pp = &(*pp)->next)
+            if (*pp == p) {
+                *pp = p->next;
+                break;
+            }
+        if (dm->cur == p) {
+            dm->cur = NULL;
+            dm->proc_alive = false;
+            dm->proc_exit = sig ? 128 + sig : (int)status;
+        }
+    }
+    uv_close((uv_handle_t *)h, on_proc_closed);
 }
 
 static bool spawn_daemon(lode_lsp_daemon *dm, const char *model) {
@@ -272,15 +298,22 @@ static bool spawn_daemon(lode_lsp_daemon *dm, const char *model) {
     uv_stdio_container_t io[3] = {{.flags = UV_IGNORE}, {.flags = UV_IGNORE}, {.flags = UV_IGNORE}};
     uv_process_options_t o = {.exit_cb = on_proc_exit, .file = dm->exe, .args = args, .flags = UV_PROCESS_DETACHED,
                               .stdio_count = 3, .stdio = io};
-    dm->proc.data = dm;
-    int e = uv_spawn(dm->loop, &dm->proc, &o);
+    dproc *p = lode_xcalloc(1, sizeof *p);
+    p->dm = dm;
+    p->h.data = p;
+    int e = uv_spawn(dm->loop, &p->h, &o);
     if (e) {
+        /* libuv still requires the handle to be closed after a failed spawn. */
+        p->dm = NULL;
+        uv_close((uv_handle_t *)&p->h, on_proc_closed);
         report(dm, LODE_LSP_BE_UNREACHABLE, "cannot start `%s serve`: %s", dm->exe, uv_strerror(e));
         return false;
     }
-    dm->proc_alive = dm->proc_handle = true;
+    p->next = dm->procs;
+    dm->procs = dm->cur = p;
+    dm->proc_alive = true;
     dm->proc_exit = -1;
-    uv_unref((uv_handle_t *)&dm->proc); /* the editor's session does not wait for the daemon */
+    uv_unref((uv_handle_t *)&p->h); /* the editor's session does not wait for the daemon */
     return true;
 }
 
@@ -352,10 +385,9 @@ static void on_connect(uv_connect_t *c, int status) {
         dm->spawned = false;
         lode_rpc_reader_init(&dm->rd, MAX_REPLY);
         uv_read_start((uv_stream_t *)&dm->pipe, on_alloc, on_read);
+        dm->live = false;
         send_msg(dm, json_pack("{s:s, s:s, s:s, s:{}}", "jsonrpc", "2.0", "id", "status", "method", "lode/status",
-                               "params"));
-        for (dreq *r = dm->reqs; r; r = r->next)
-            if (!r->sent) send_req(dm, r);
+                               "params")); /* its answer releases the queued requests */
         return;
     }
     /* No daemon (yet): close this attempt, then decide once it is closed. */
@@ -385,7 +417,7 @@ static uint64_t be_infill(void *ctx, json_t *params) {
     r->params = params;
     r->next = dm->reqs;
     dm->reqs = r;
-    if (dm->pstate == P_CONNECTED) send_req(dm, r);
+    if (dm->pstate == P_CONNECTED && dm->live) send_req(dm, r);
     else if (dm->pstate == P_NONE && !uv_is_active((uv_handle_t *)&dm->timer)) try_connect(dm);
     return r->handle;
 }
@@ -434,7 +466,13 @@ void lode_lsp_daemon_close(lode_lsp_daemon *dm) {
         uv_close((uv_handle_t *)&dm->pipe, on_pipe_closed);
     }
     uv_close((uv_handle_t *)&dm->timer, NULL);
-    if (dm->proc_handle && !uv_is_closing((uv_handle_t *)&dm->proc)) uv_close((uv_handle_t *)&dm->proc, on_proc_closed);
+    while (dm->procs) { /* the daemons live on; only our handles go */
+        dproc *p = dm->procs;
+        dm->procs = p->next;
+        p->dm = NULL;
+        uv_close((uv_handle_t *)&p->h, on_proc_closed);
+    }
+    dm->cur = NULL;
 }
 
 void lode_lsp_daemon_free(lode_lsp_daemon *dm) {

@@ -273,7 +273,7 @@ def daemon_pid(sock):
 def test_daemon_killed_mid_session_recovers(rt):
     _, sock, env = rt
     c = Lsp("-m", model("tiny-coder"), "--socket", sock, env=env)
-    c.initialize(maxTokens=4000)
+    c.initialize(maxTokens=16)
     uri = "file:///k.py"
     c.open(uri, "def add(a, b):\n    return ")
     c.wait_note(lambda m: m["method"] == "lode/status" and m["params"]["state"] == "ready")
