@@ -97,6 +97,16 @@ int lode_cli_model_flag(const char *cmd, const char *a, const char *v, struct lo
         }
         return 2;
     }
+    if (!strcmp(a, "--device")) {
+        if (v && !strcmp(v, "cpu")) mp->device = LODE_DEVICE_CPU;
+        else if (v && !strcmp(v, "cuda")) mp->device = LODE_DEVICE_CUDA;
+        else if (v && !strcmp(v, "auto")) mp->device = LODE_DEVICE_AUTO;
+        else {
+            fprintf(stderr, "lode %s: --device must be cpu, cuda or auto\n", cmd);
+            return -1;
+        }
+        return 2;
+    }
     if (!strcmp(a, "--quant")) {
         int t = v ? lode_type_from_name(v) : -1;
         if (t < 0 || !lode_type_get((lode_type)t)) {

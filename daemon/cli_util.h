@@ -12,11 +12,11 @@ bool lode_cli_parse_i64(const char *s, int64_t *out);
 bool lode_cli_parse_f32(const char *s, float *out);
 struct lode_model_params;
 /* Model options shared by the commands that load a model:
- *   -t N, --mla auto|absorbed|decompressed, --quant TYPE.
+ *   -t N, --mla auto|absorbed|decompressed, --quant TYPE, --device cpu|cuda|auto.
  * Returns the number of argv entries consumed (1 or 2), 0 when `a` is not
  * one of them, -1 after printing an error for a bad value. */
 int lode_cli_model_flag(const char *cmd, const char *a, const char *v, struct lode_model_params *mp);
-#define LODE_CLI_MODEL_FLAGS_HELP "[-t N] [--mla auto|absorbed|decompressed] [--quant q8_0|q4_k|...]"
+#define LODE_CLI_MODEL_FLAGS_HELP "[-t N] [--mla auto|absorbed|decompressed] [--quant q8_0|q4_k|...] [--device cpu|cuda|auto]"
 /* Read all of stdin (malloc'ed, NUL-terminated); NULL on error. */
 char *lode_cli_read_stdin(size_t *len);
 #endif

@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "lode_cuda.h"
 #include "model_impl.h"
 
 bool lode__kv_seq_reserve(lode_kv *kv, int32_t s, int64_t need);
@@ -117,6 +118,11 @@ lode_status lode_model_eval(lode_model *m, lode_kv *kv, const lode_batch *b, flo
     float *x = lode__ws_alloc(m, need);
     embed_task et = {m, b->tokens, x};
     lode__parallel(m, n, embed_one, &et);
+    if (m->cuda) { /* device backend: layers + head there (kernels/) */
+        st = lode_cuda_eval(m, kv, &p, x, b->want_logits, logits_out, err);
+        if (st) goto rollback;
+        goto out;
+    }
     st = c->arch == LODE_ARCH_DEEPSEEK2 ? lode__deepseek2_layers(m, kv, &p, x, err) : lode__llama_layers(m, kv, &p, x, err);
     if (st) goto rollback;
     /* Output head for the wanted rows. */

@@ -12,6 +12,7 @@
  */
 #include <string.h>
 
+#include "lode_cuda.h"
 #include "model_impl.h"
 
 lode_status lode_kv_new(const lode_model *m, int64_t n_cells, lode_kv **out, lode_error *err) {
@@ -42,6 +43,7 @@ lode_status lode_kv_new(const lode_model *m, int64_t n_cells, lode_kv **out, lod
 
 void lode_kv_free(lode_kv *kv) {
     if (!kv) return;
+    lode_cuda_kv_free(kv->cuda);
     for (int32_t i = 0; i < kv->n_seqs; i++) lode_free(kv->seqs[i].cells);
     lode_free(kv->seqs);
     lode_free(kv->data);

@@ -68,11 +68,17 @@ typedef struct lode_config {
 
 typedef struct lode_model lode_model;
 
+/* Where lode_model_eval runs (docs/cuda.md). AUTO: CUDA when a usable
+ * device exists and the upload succeeds, else the CPU with a one-line
+ * message on stderr saying why. CUDA: fail the load when it cannot. */
+typedef enum lode_device { LODE_DEVICE_CPU = 0, LODE_DEVICE_CUDA = 1, LODE_DEVICE_AUTO = 2 } lode_device;
+
 typedef struct lode_model_params {
     int n_threads;          /* 0: available cores */
     lode_mla_mode mla_mode; /* default AUTO */
     int quant_type;         /* -1: keep the file's types; else a lode_type (q8_0, q4_k, ...):
                              * f32/f16/bf16 weight matrices are quantized at load */
+    lode_device device;     /* default CPU */
 } lode_model_params;
 
 lode_model_params lode_model_default_params(void);
@@ -93,6 +99,8 @@ int64_t lode_model_kv_width(const lode_model *m);
 uint64_t lode_model_weight_bytes(const lode_model *m);
 /* Print architecture, config and the tensor table to `f` (FILE *). */
 void lode_model_describe(const lode_model *m, void *file);
+/* "cpu", or the CUDA device and weight format in use. */
+const char *lode_model_device(const lode_model *m);
 /* Force the MLA evaluation form (tests). */
 void lode_model_set_mla_mode(lode_model *m, lode_mla_mode mode);
 

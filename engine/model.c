@@ -9,12 +9,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lode_cuda.h"
 #include "model_config.h"
 #include "model_impl.h"
 #include "quant_policy.h"
 
 lode_model_params lode_model_default_params(void) {
-    lode_model_params p = {0, LODE_MLA_AUTO, -1};
+    lode_model_params p = {0, LODE_MLA_AUTO, -1, LODE_DEVICE_CPU};
     return p;
 }
 
@@ -235,6 +236,19 @@ static bool is_dir(const char *p) {
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
+/* --device cuda|auto: upload to the GPU, or say why not (auto: CPU). */
+static lode_status select_device(lode_model *m, lode_device dev, lode_error *err) {
+    char why[LODE_ERROR_TEXT];
+    lode_error e2 = {0};
+    if (lode_cuda_device_count(why, sizeof why) > 0 && lode_cuda_model_new(m, &m->cuda, &e2) == LODE_OK)
+        return LODE_OK;
+    if (e2.status) snprintf(why, sizeof why, "CUDA setup failed: %.400s", e2.text);
+    if (dev == LODE_DEVICE_CUDA)
+        return lode_error_set(err, e2.status ? e2.status : LODE_ERR_UNSUPPORTED, "--device cuda: %s", why);
+    fprintf(stderr, "lode: using the CPU (--device auto): %s\n", why);
+    return LODE_OK;
+}
+
 lode_status lode_model_load(const char *path, const lode_model_params *params, lode_model **out,
                             lode_error *err) {
     *out = NULL;
@@ -296,6 +310,7 @@ lode_status lode_model_load(const char *path, const lode_model_params *params, l
     s = m->cfg.arch == LODE_ARCH_DEEPSEEK2 ? lode__deepseek2_bind(m, err) : lode__llama_bind(m, err);
     if (s) goto fail;
     if ((s = setup_rope(m, err))) goto fail;
+    if (params->device != LODE_DEVICE_CPU && (s = select_device(m, params->device, err))) goto fail;
     *out = m;
     return LODE_OK;
 fail:
@@ -305,6 +320,7 @@ fail:
 
 void lode_model_free(lode_model *m) {
     if (!m) return;
+    lode_cuda_model_free(m->cuda);
     if (m->layers) {
         for (int64_t l = 0; l < m->cfg.n_layer; l++) {
             lode_free(m->layers[l].exp_gate);
@@ -328,6 +344,7 @@ const char *lode_model_path(const lode_model *m) { return m->path; }
 const char *lode_model_format(const lode_model *m) { return m->format; }
 int lode_model_n_threads(const lode_model *m) { return lode_pool_size(m->pool); }
 uint64_t lode_model_weight_bytes(const lode_model *m) { return m->weight_bytes; }
+const char *lode_model_device(const lode_model *m) { return m->cuda ? lode_cuda_model_describe(m->cuda) : "cpu"; }
 void lode_model_set_mla_mode(lode_model *m, lode_mla_mode mode) { m->mla_mode = mode; }
 void lode_model_set_cancel_flag(lode_model *m, volatile int *flag) { m->cancel = flag; }
 

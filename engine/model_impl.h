@@ -102,6 +102,7 @@ struct lode_model {
     uint64_t weight_bytes;
     void **owned; /* owned f32 vectors */
     size_t n_owned, cap_owned;
+    struct lode_cuda_model *cuda; /* device copy (kernels/lode_cuda.h) or NULL: CPU */
 };
 
 /* ---- loader helpers (model.c) ---- */
@@ -122,6 +123,7 @@ struct lode_kv {
     int64_t n_free;
     struct lode_kv_seq *seqs;
     int32_t n_seqs, cap_seqs;
+    void *cuda;           /* device rows (lode_cuda_kv_free), made by the first device eval */
 };
 static inline float *lode__kv_row(const lode_kv *kv, int64_t layer, int64_t cell) {
     return kv->data + ((size_t)layer * (size_t)kv->n_cells + (size_t)cell) * (size_t)kv->width;
