@@ -113,7 +113,7 @@ typedef struct lode_index_stats {
     size_t defs;         /* definitions in all */
     size_t parsed;       /* files parsed since open (counter) */
     size_t cache_hits;   /* files taken from the disk cache since open */
-    size_t skipped_ignored, skipped_binary, skipped_large, skipped_limit;
+    size_t skipped_ignored, skipped_binary, skipped_generated, skipped_large, skipped_limit;
     size_t events;       /* inotify events applied since open */
     bool cache_loaded;   /* a valid cache was found by the last scan */
 } lode_index_stats;
