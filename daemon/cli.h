@@ -17,5 +17,7 @@ int lode_cmd_serve(int argc, char **argv);
 int lode_cmd_stop(int argc, char **argv);
 int lode_cmd_status(int argc, char **argv);
 int lode_cmd_lsp(int argc, char **argv);
+int lode_cmd_context(int argc, char **argv);
+int lode_cmd_complete(int argc, char **argv);
 
 #endif

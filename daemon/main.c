@@ -19,6 +19,8 @@ static const lode_cmd k_cmds[] = {
     {"gen", lode_cmd_gen, "random model: lode gen PRESET|CONFIG.json -o OUT [--format hf|gguf] [--type T]"},
     {"serve", lode_cmd_serve, "resident daemon: lode serve -m MODEL [--socket PATH] [--ctx N] [-t N]"},
     {"stop", lode_cmd_stop, "stop the daemon: lode stop [--socket PATH]"},
+    {"context", lode_cmd_context, "project-context FIM prompt: lode context FILE:LINE:COL [--root DIR] [--budget N] [-m MODEL] [--json]"},
+    {"complete", lode_cmd_complete, "complete at a cursor in-process: lode complete FILE:LINE:COL -m MODEL [--root DIR] [-n N]"},
     {"lsp", lode_cmd_lsp, "language server for editors (stdio): lode lsp [-m MODEL] [--socket PATH]"},
     {"status", lode_cmd_status, "daemon status: lode status [--socket PATH] [--json]"},
     {"bench", lode_cmd_bench, "speed: lode bench -m MODEL [-p 512] [-n 128] [-d DEPTH] [-t N] [--json]"},

@@ -248,25 +248,56 @@ static void add_header(sbuf *b, const lode_ctx *c, const char *path, const lode_
 }
 
 /* ---- syntactic cuts -------------------------------------------------------------------- */
-/* The first line start in [g, limit) where a named node begins at the line's
- * first non-blank byte; depth-first, so it is the earliest such line. */
+/* A line start in [g, limit) where a named node begins at the line's first
+ * non-blank byte. Shallow first: a boundary between top-level nodes wins
+ * unless it would drop more than half of the window; else the node that
+ * spans g is searched (statements inside it). */
+static bool starts_line(TSNode ch, const char *t, size_t len, uint32_t g, uint32_t *out) {
+    uint32_t s = ts_node_start_byte(ch);
+    if (!ts_node_is_named(ch) || s < g) return false;
+    size_t ls = line_start(t, s);
+    if (ls < g || first_nonblank(t, len, ls) != s) return false;
+    *out = (uint32_t)ls;
+    return true;
+}
+
 static bool prefix_cut_in(TSNode n, const char *t, size_t len, uint32_t g, uint32_t limit, uint32_t *out) {
     uint32_t nc = ts_node_child_count(n);
+    TSNode span;
+    memset(&span, 0, sizeof span);
+    bool have_span = false, have_next = false;
+    uint32_t next = 0;
     for (uint32_t i = 0; i < nc; i++) {
         TSNode ch = ts_node_child(n, i);
         uint32_t s = ts_node_start_byte(ch), e = ts_node_end_byte(ch);
-        if (s >= limit) return false;
+        if (s >= limit) break;
         if (e <= g) continue;
-        if (s >= g) {
-            if (ts_node_is_named(ch)) {
-                size_t ls = line_start(t, s);
-                if (ls >= g && first_nonblank(t, len, ls) == s) {
-                    *out = (uint32_t)ls;
-                    return true;
-                }
-            }
+        if (s < g) {
+            span = ch;
+            have_span = ts_node_child_count(ch) > 0;
+            continue;
         }
-        if (ts_node_child_count(ch) && prefix_cut_in(ch, t, len, g, limit, out)) return true;
+        if (starts_line(ch, t, len, g, &next)) {
+            have_next = true;
+            break;
+        }
+        /* a child starting after g but not on its own line: look inside it */
+        if (ts_node_child_count(ch) && prefix_cut_in(ch, t, len, g, limit, &next)) {
+            have_next = true;
+            break;
+        }
+    }
+    if (have_next && (!have_span || next - g <= (limit - g) / 2)) {
+        *out = next;
+        return true;
+    }
+    if (have_span) {
+        uint32_t se = ts_node_end_byte(span);
+        if (prefix_cut_in(span, t, len, g, se < limit ? se : limit, out)) return true;
+    }
+    if (have_next) {
+        *out = next;
+        return true;
     }
     return false;
 }
@@ -517,34 +548,54 @@ static size_t do_imports(build *b, lode_ctx_prompt *p, size_t cap) {
         if (!t) continue;
         size_t h = header_tokens(b, ip, fl);
         if (used + h >= cap) break;
+        /* what fits, by priority: functions, then types, then macros and
+         * constants; shown in file order */
+        size_t tk = h, cnt = 0;
+        unsigned char *pick = lode_xcalloc(fs->n_syms ? fs->n_syms : 1, 1);
+        char **txt1 = lode_xcalloc(fs->n_syms ? fs->n_syms : 1, sizeof *txt1);
+        size_t *len1 = lode_xcalloc(fs->n_syms ? fs->n_syms : 1, sizeof *len1);
+        bool full = false;
+        for (int pass = 0; pass < 3 && !full; pass++)
+            for (size_t k = 0; k < fs->n_syms && !full; k++) {
+                const lode_sym *s = &fs->syms[k];
+                int pr = s->kind == LODE_SYM_FUNCTION || s->kind == LODE_SYM_METHOD ? 0
+                         : s->kind == LODE_SYM_CLASS || s->kind == LODE_SYM_TYPE    ? 1
+                         : s->kind == LODE_SYM_MACRO || s->kind == LODE_SYM_CONSTANT ? 2
+                                                                                      : 3;
+                if (pr != pass) continue;
+                if (s->parent >= 0) { /* members: only of a top-level class not shown whole */
+                    const lode_sym *par = &fs->syms[s->parent];
+                    if (par->parent >= 0 || par->kind != LODE_SYM_CLASS) continue;
+                    if (par->end - par->start <= SMALL_TYPE) continue;
+                }
+                if (s->end > len) continue;
+                bool whole = pr > 0 && s->end - s->start <= SMALL_TYPE;
+                sbuf one = {0};
+                if (whole) add_body(&one, t, len, s);
+                else add_signature(&one, fl, t, len, s);
+                size_t n1 = lode_ctx_count(b->c, one.p, one.n);
+                if (used + tk + n1 > cap) {
+                    lode_free(one.p);
+                    full = true;
+                    break;
+                }
+                tk += n1;
+                pick[k] = whole ? 2 : 1;
+                txt1[k] = one.p;
+                len1[k] = one.n;
+                cnt++;
+            }
         sbuf o = {0};
         add_header(&o, b->c, ip, fl);
-        size_t cnt = 0, tk = h;
         for (size_t k = 0; k < fs->n_syms; k++) {
-            const lode_sym *s = &fs->syms[k];
-            if (s->kind == LODE_SYM_MODULE || s->kind == LODE_SYM_VARIABLE) continue;
-            if (s->parent >= 0) { /* members: only of a top-level class */
-                const lode_sym *par = &fs->syms[s->parent];
-                if (par->parent >= 0 || par->kind != LODE_SYM_CLASS) continue;
-                if (par->end - par->start <= SMALL_TYPE) continue; /* shown whole */
-            }
-            if (s->end > len) continue;
-            bool whole = (s->kind == LODE_SYM_CLASS || s->kind == LODE_SYM_TYPE || s->kind == LODE_SYM_MACRO ||
-                          s->kind == LODE_SYM_CONSTANT) && s->end - s->start <= SMALL_TYPE;
-            sbuf one = {0};
-            if (whole) add_body(&one, t, len, s);
-            else add_signature(&one, fl, t, len, s);
-            size_t n1 = lode_ctx_count(b->c, one.p, one.n);
-            if (used + tk + n1 > cap) {
-                lode_free(one.p);
-                break;
-            }
-            sb_add(&o, one.p, one.n);
-            lode_free(one.p);
-            tk += n1;
-            cnt++;
-            seen_add(b, ip, s->start, whole, s->name);
+            if (!pick[k]) continue;
+            sb_add(&o, txt1[k], len1[k]);
+            lode_free(txt1[k]);
+            seen_add(b, ip, fs->syms[k].start, pick[k] == 2, fs->syms[k].name);
         }
+        lode_free(pick);
+        lode_free(txt1);
+        lode_free(len1);
         if (!cnt) {
             lode_free(o.p);
             break;

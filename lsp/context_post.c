@@ -56,7 +56,9 @@ static size_t lead_ws(const char *s, size_t n) {
 }
 
 /* ---- error counting --------------------------------------------------------------- */
-int lode_post_error_count(const TSTree *tree) {
+/* ERROR/MISSING nodes, and the bytes the ERROR nodes cover. */
+static int error_stats(const TSTree *tree, size_t *bytes) {
+    *bytes = 0;
     if (!tree) return -1;
     TSNode root = ts_tree_root_node(tree);
     if (!ts_node_has_error(root)) return 0;
@@ -64,9 +66,10 @@ int lode_post_error_count(const TSTree *tree) {
     TSTreeCursor c = ts_tree_cursor_new(root);
     for (;;) {
         TSNode nd = ts_tree_cursor_current_node(&c);
-        bool err = ts_node_is_missing(nd) || !strcmp(ts_node_type(nd), "ERROR");
-        n += err;
-        if (!err && ts_node_has_error(nd) && ts_tree_cursor_goto_first_child(&c)) continue;
+        bool missing = ts_node_is_missing(nd), err = !missing && !strcmp(ts_node_type(nd), "ERROR");
+        n += missing || err;
+        if (err) *bytes += ts_node_end_byte(nd) - ts_node_start_byte(nd);
+        if (!err && !missing && ts_node_has_error(nd) && ts_tree_cursor_goto_first_child(&c)) continue;
         while (!ts_tree_cursor_goto_next_sibling(&c))
             if (!ts_tree_cursor_goto_parent(&c)) {
                 ts_tree_cursor_delete(&c);
@@ -75,10 +78,15 @@ int lode_post_error_count(const TSTree *tree) {
     }
 }
 
+int lode_post_error_count(const TSTree *tree) {
+    size_t b;
+    return error_stats(tree, &b);
+}
+
 /* Errors of text with ins inserted at cursor: an incremental reparse of a
  * copy of tree (the tree of text). */
 static int errors_with(const lode_lang *lang, const TSTree *tree, const char *text, size_t len, size_t cursor,
-                       const char *ins, size_t n) {
+                       const char *ins, size_t n, size_t *ebytes) {
     char *buf = lode_xmalloc(len + n + 1);
     memcpy(buf, text, cursor);
     memcpy(buf + cursor, ins, n);
@@ -91,7 +99,8 @@ static int errors_with(const lode_lang *lang, const TSTree *tree, const char *te
     ts_tree_edit(cp, &ed);
     TSTree *nt = lode_syntax_reparse(lang, cp, buf, len + n);
     ts_tree_delete(cp);
-    int e = nt ? lode_post_error_count(nt) : -1;
+    *ebytes = 0;
+    int e = nt ? error_stats(nt, ebytes) : -1;
     if (nt) ts_tree_delete(nt);
     lode_free(buf);
     return e;
@@ -452,18 +461,23 @@ char *lode_post_process(const lode_lang *lang, const TSTree *tree, const char *t
         if (r) cand[nc] = r, cwhy[nc++] = "parse errors";
         k = r;
     }
-    int before = lode_post_error_count(tree);
+    size_t before_b;
+    int before = error_stats(tree, &before_b);
     info->errors_before = before;
-    int best = -1, best_e = 0; /* the first candidate with the fewest errors */
+    /* the first candidate with the fewest errors (then the fewest bytes in ERROR nodes) */
+    int best = -1, best_e = 0;
+    size_t best_b = 0;
     for (size_t i = 0; i < nc; i++) {
         bool dup = false;
         for (size_t k = 0; k < i; k++) dup |= cand[k] == cand[i];
         if (dup || !cand[i]) continue;
-        int e = errors_with(lang, tree, text, len, cursor, g, cand[i]);
-        if (e >= 0 && (best < 0 || e < best_e)) best = (int)i, best_e = e;
+        size_t eb;
+        int e = errors_with(lang, tree, text, len, cursor, g, cand[i], &eb);
+        if (e >= 0 && (best < 0 || e < best_e || (e == best_e && eb < best_b))) best = (int)i, best_e = e, best_b = eb;
     }
     size_t res = 0;
-    if (best >= 0 && best_e <= before) {
+    /* worse than without it: more errors, or as many covering more text */
+    if (best >= 0 && (best_e < before || (best_e == before && best_b <= before_b))) {
         res = cand[best];
         info->stop_why = cwhy[best];
         info->errors_after = best_e;

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "jsonrpc.h"
+#include "lode_context.h"
 #include "lode_lsp.h"
 
 #define MAX_MESSAGE (64u << 20)
@@ -254,11 +255,16 @@ int lode_lsp_run_stdio(const lode_lsp_opts *o, int in_fd, int out_fd) {
     lode_lsp_host h = {host_send, s, &lode_lsp_daemon_backend, s->dm};
     s->lsp = lode_lsp_new(&h, o);
     lode_lsp_daemon_attach(s->dm, s->lsp);
+    /* Project context (tree-sitter + workspace index); LODE_NO_PROJECT_CONTEXT=1: the plain window. */
+    const char *npc = getenv("LODE_NO_PROJECT_CONTEXT");
+    lode_ctx_lsp *cx = npc && *npc && strcmp(npc, "0") ? NULL : lode_ctx_lsp_new(NULL, NULL);
+    if (cx) lode_ctx_lsp_attach(cx, s->lsp);
     if (open_input(s)) uv_run(&s->loop, UV_RUN_DEFAULT);
     /* Teardown: pending requests are answered, the daemon connection and
      * every handle closed (a daemon we started keeps running). */
     lode_lsp_daemon_close(s->dm);
     lode_lsp_free(s->lsp);
+    lode_ctx_lsp_free(cx);
     if (s->in_open && !s->in_is_file) uv_close((uv_handle_t *)&s->in.pipe, NULL);
     uv_close((uv_handle_t *)&s->timer, NULL);
     for (int i = 0; i < 1000 && uv_run(&s->loop, UV_RUN_NOWAIT); i++) usleep(1000);
