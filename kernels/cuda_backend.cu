@@ -56,7 +56,8 @@ static bool failed(const ctx *c) { return c->oom || c->cerr != cudaSuccess || c-
 
 bool ctx_init(ctx *c, lode_error *err) {
     cudaError_t e = cudaSetDevice(c->device);
-    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking);
+    // A blocking stream: ordered after the legacy-stream cudaMemcpy/cudaMemset of uploads.
+    if (e == cudaSuccess) e = cudaStreamCreate(&c->st);
     if (e != cudaSuccess) {
         cudaGetLastError();
         lode_error_set(err, LODE_ERR_BACKEND, "cannot start CUDA on device %d: %s (%s)", c->device,
@@ -441,6 +442,12 @@ extern "C" lode_status lode_cuda_model_new(lode_model *m, lode_cuda_model **out,
         delete cm;
         return err && err->status ? err->status : LODE_ERR_BACKEND;
     }
+    if (!check(c, cudaDeviceSynchronize(), "weight upload")) {
+        report(c, err, "upload");
+        ctx_free(c);
+        delete cm;
+        return err && err->status ? err->status : LODE_ERR_BACKEND;
+    }
     cudaDeviceProp prop;
     char name[128] = "?";
     if (cudaGetDeviceProperties(&prop, c->device) == cudaSuccess) snprintf(name, sizeof name, "%.100s", prop.name);
@@ -754,7 +761,7 @@ extern "C" lode_status lode_cuda_eval(lode_model *m, lode_kv *kv, const lode_eva
                                   "cannot allocate the device KV cache of %lld tokens (%zu MiB): lower the context size",
                                   (long long)kv->n_cells, bytes >> 20);
         }
-        if (!check(c, cudaMemset(dk->d, 0, bytes), "KV cache clear")) {
+        if (!check(c, cudaMemsetAsync(dk->d, 0, bytes, c->st), "KV cache clear")) {
             cudaFree(dk->d);
             delete dk;
             return report(c, err, "eval");

@@ -60,7 +60,8 @@ static void check_matmul(lode_type t, int64_t rows, int64_t cols, int64_t n, boo
     /* Float types become bf16 on the device unless f32; the GEMM path also
      * rounds X to bf16 then. Quantized types are dequantized exactly on the
      * matvec path and, on the GEMM path, to bf16 (f32 in f32 mode). */
-    const bool lossy = !f32 && (!tr->is_quantized || n > 8);
+    const bool kept = t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_K || t == LODE_TYPE_Q6_K;
+    const bool lossy = !f32 && (!kept || n > 8);
     const double tol = lossy ? 1.6e-2 : 2e-5;
     float *row = malloc(sizeof(float) * (size_t)cols);
     for (int64_t r = 0; r < rows; r++) {
