@@ -123,6 +123,9 @@ typedef struct {
     const float *K;      /* [n_keys][ldk] k_nope of head h at h*kstride */
     const float *V;      /* [n_keys][ldv] */
     int64_t ldk, ldv, kstride, vstride;
+    const float *Kpe;    /* [n_keys][qk_rope_dim] roped keys */
+    float *VT;           /* [nh][v_head_dim][n_keys] */
+    int64_t nq, nk;
 } attn_ctx;
 
 /* Scores of one query (already containing the nope part in s[]) plus the
@@ -178,29 +181,53 @@ static void attn_absorbed_task(void *ctx, int64_t task) {
     lode_matvec_rows(wuv.type, wuv.data, wuv.cols, lat, o, 0, dv);
 }
 
-/* Decompressed form, one (query, head) per task, K/V expanded beforehand. */
+/* Decompressed form as GEMMs, one (head, block of DQB queries) per task,
+ * K/V expanded beforehand: S = Q_nope K_nopeᵀ + Q_pe K_peᵀ over the keys the
+ * block's last query sees, a causal softmax per query (keys past its own
+ * position get weight 0), then O = P V via the transposed values. */
+#define DQB 32
 static void attn_decompressed_task(void *ctx, int64_t task) {
     const attn_ctx *a = ctx;
     const lode_config *c = &a->m->cfg;
-    const int64_t nh = c->n_head, dn = c->qk_nope_dim, dv = c->v_head_dim;
-    const int64_t dqk = dn + c->qk_rope_dim;
-    const int64_t qi = a->toks[task / nh], h = task % nh;
-    const float *q = a->q + qi * nh * dqk + h * dqk;
-    const int64_t nk = a->p->pos[qi] + 1;
-    float *s = lode__tl_scratch(2, (size_t)nk);
-    for (int64_t j = 0; j < nk; j++) {
-        const float *k = a->K + j * a->ldk + h * a->kstride;
-        float d = 0;
-        for (int64_t r = 0; r < dn; r++) d += q[r] * k[r];
-        s[j] = d;
+    const int64_t nh = c->n_head, dn = c->qk_nope_dim, dr = c->qk_rope_dim, dv = c->v_head_dim;
+    const int64_t dqk = dn + dr;
+    const int64_t h = task % nh, b0 = (task / nh) * DQB;
+    const int64_t nb = a->nq - b0 < DQB ? a->nq - b0 : DQB;
+    int64_t nkmax = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        const int64_t nk = a->p->pos[a->toks[b0 + i]] + 1;
+        nkmax = nk > nkmax ? nk : nkmax;
     }
-    add_rope_and_softmax(a, q + dn, s, nk);
-    float *o = a->out + qi * nh * dv + h * dv;
-    memset(o, 0, (size_t)dv * sizeof(float));
-    for (int64_t j = 0; j < nk; j++) {
+    float *buf = lode__tl_scratch(2, (size_t)(nb * (dn + dr + nkmax + dv)));
+    float *Qn = buf, *Qp = Qn + nb * dn, *S = Qp + nb * dr, *O = S + nb * nkmax;
+    for (int64_t i = 0; i < nb; i++) {
+        const float *q = a->q + a->toks[b0 + i] * nh * dqk + h * dqk;
+        memcpy(Qn + i * dn, q, (size_t)dn * sizeof(float));
+        memcpy(Qp + i * dr, q + dn, (size_t)dr * sizeof(float));
+    }
+    lode_gemm_f32(a->K + h * a->kstride, a->ldk, nkmax, Qn, dn, nb, S, nkmax, dn, false);
+    lode_gemm_f32(a->Kpe, dr, nkmax, Qp, dr, nb, S, nkmax, dr, true);
+    for (int64_t i = 0; i < nb; i++) {
+        float *s = S + i * nkmax;
+        const int64_t nk = a->p->pos[a->toks[b0 + i]] + 1;
+        for (int64_t j = 0; j < nk; j++) s[j] *= a->m->attn_scale;
+        lode__softmax(s, nk);
+        for (int64_t j = nk; j < nkmax; j++) s[j] = 0.0f;
+    }
+    lode_gemm_f32(a->VT + h * dv * a->nk, a->nk, dv, S, nkmax, nb, O, dv, nkmax, false);
+    for (int64_t i = 0; i < nb; i++)
+        memcpy(a->out + a->toks[b0 + i] * nh * dv + h * dv, O + i * dv, (size_t)dv * sizeof(float));
+}
+
+/* VT[h][r][j] = V[j][h][r]: the values of each head transposed, so that
+ * O = P V is a product over contiguous rows. One task per head. */
+static void transpose_v_head(void *ctx, int64_t h) {
+    const attn_ctx *a = ctx;
+    const int64_t dv = a->m->cfg.v_head_dim;
+    float *vt = a->VT + h * dv * a->nk;
+    for (int64_t j = 0; j < a->nk; j++) {
         const float *v = a->V + j * a->ldv + h * a->vstride;
-        const float pj = s[j];
-        for (int64_t r = 0; r < dv; r++) o[r] += pj * v[r];
+        for (int64_t r = 0; r < dv; r++) vt[r * a->nk + j] = v[r];
     }
 }
 
@@ -212,12 +239,19 @@ typedef struct {
     float *K;
 } kexp_ctx;
 
-static void expand_k_head(void *ctx, int64_t h) {
+/* WkT[(h·dn + i)·dc + r] = W_UK_h[i][r]: attn_k_b row h·dc + r holds
+ * W_UK_h[:, r] (dn values). One task per head. */
+static void transpose_k_head(void *ctx, int64_t h) {
     const kexp_ctx *k = ctx;
     const lode_config *c = &k->m->cfg;
     const int64_t dc = c->kv_lora_rank, dn = c->qk_nope_dim;
-    lode_mat v = lode_mat_rows(k->L->wk_b, h * dc, dc);
-    lode__matmul_t(k->m, &v, k->C, dc, k->nk, k->K + h * dn, c->n_head * dn);
+    const lode_type_traits *tr = lode_type_get(k->L->wk_b.type);
+    float *row = lode__tl_scratch(3, (size_t)dn);
+    float *dst = k->K + h * dn * dc;
+    for (int64_t r = 0; r < dc; r++) {
+        tr->to_f32((const char *)k->L->wk_b.data + (size_t)(h * dc + r) * k->L->wk_b.row_bytes, row, dn);
+        for (int64_t i = 0; i < dn; i++) dst[i * dc + r] = row[i];
+    }
 }
 
 static void attention(lode_model *m, lode_kv *kv, const lode_layer *L, int64_t layer, const lode_eval_plan *p,
@@ -228,7 +262,7 @@ static void attention(lode_model *m, lode_kv *kv, const lode_layer *L, int64_t l
         const int64_t nq = p->group_count[g];
         const int64_t *toks = p->group_tok + p->group_first[g];
         const int32_t *cells = kv->seqs[p->group_seq[g]].cells;
-        attn_ctx a = {m, kv, L, p, layer, q, out, toks, cells, NULL, NULL, 0, 0, 0, 0};
+        attn_ctx a = {m, kv, L, p, layer, q, out, toks, cells, NULL, NULL, 0, 0, 0, 0, NULL, NULL, nq, 0};
         bool decompress = m->mla_mode == LODE_MLA_DECOMPRESSED || (m->mla_mode == LODE_MLA_AUTO && nq >= 64);
         if (!decompress) {
             lode__parallel(m, nq * nh, attn_absorbed_task, &a);
@@ -243,15 +277,28 @@ static void attention(lode_model *m, lode_kv *kv, const lode_layer *L, int64_t l
             float *K = lode__ws_alloc(m, (size_t)(nk * nh * dn));
             float *V = lode__ws_alloc(m, (size_t)(nk * nh * dv));
             lode__matmul(m, &L->wv_b, C, dc, nk, V, nh * dv);
-            kexp_ctx kc = {m, L, C, nk, K};
-            lode__parallel(m, nh, expand_k_head, &kc);
+            /* k = W_UK c as one GEMM over W_UKᵀ ([nh·dn, dc], transposed
+             * from attn_k_b once per call: nh·dc·dn elements, small next to
+             * the nk·nh·dc·dn product). */
+            float *WkT = lode__ws_alloc(m, (size_t)(nh * dn * dc));
+            kexp_ctx kc = {m, L, C, nk, WkT};
+            lode__parallel(m, nh, transpose_k_head, &kc);
+            const lode_mat wkt = {LODE_TYPE_F32, nh * dn, dc, WkT, (size_t)dc * sizeof(float), "attn_k_b^T"};
+            lode__matmul(m, &wkt, C, dc, nk, K, nh * dn);
             a.K = K, a.V = V, a.ldk = nh * dn, a.ldv = nh * dv, a.kstride = dn, a.vstride = dv;
         } else {
             float *KV = lode__ws_alloc(m, (size_t)(nk * nh * (dn + dv)));
             lode__matmul(m, &L->wkv_b, C, dc, nk, KV, nh * (dn + dv));
             a.K = KV, a.V = KV + dn, a.ldk = a.ldv = nh * (dn + dv), a.kstride = a.vstride = dn + dv;
         }
-        lode__parallel(m, nq * nh, attn_decompressed_task, &a);
+        const int64_t dr = c->qk_rope_dim;
+        float *Kpe = lode__ws_alloc(m, (size_t)(nk * dr));
+        for (int64_t j = 0; j < nk; j++)
+            memcpy(Kpe + j * dr, lode__kv_row(kv, layer, cells[j]) + dc, (size_t)dr * sizeof(float));
+        a.Kpe = Kpe, a.nk = nk;
+        a.VT = lode__ws_alloc(m, (size_t)(nh * dv * nk));
+        lode__parallel(m, nh, transpose_v_head, &a);
+        lode__parallel(m, ((nq + DQB - 1) / DQB) * nh, attn_decompressed_task, &a);
         lode__ws_release(m, mk);
     }
 }

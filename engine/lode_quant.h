@@ -71,6 +71,13 @@ void lode_matvec_rows(lode_type t, const void *W, int64_t ncols, const float *x,
 void lode_matmul_rows(lode_type t, const void *W, int64_t ncols, const float *X, int64_t ldx, int64_t ntok,
                       float *Y, int64_t ldy, int64_t r0, int64_t r1);
 
+/* Strided f32 product at the current level (the matmul tile kernel):
+ * Y[t*ldy + r] = dot(W + r*ldw, X + t*ldx, k) for r < nr, t < nt, added to
+ * Y when accumulate. Same accuracy contract as lode_matvec_rows; no
+ * allocation. For attention (scores and weighted values as GEMMs). */
+void lode_gemm_f32(const float *W, int64_t ldw, int64_t nr, const float *X, int64_t ldx, int64_t nt, float *Y,
+                   int64_t ldy, int64_t k, bool accumulate);
+
 /* Instruction-set level of the kernels above. Chosen once from the CPU
  * (__builtin_cpu_supports) and the LODE_CPU environment variable
  * (scalar|avx2|avx512), which can only lower it. */
@@ -87,6 +94,39 @@ lode_cpu_level lode_quant_cpu_level(void);
 lode_cpu_level lode_quant_set_cpu_level(lode_cpu_level level);
 /* "scalar", "avx2", "avx512". */
 const char *lode_cpu_level_name(lode_cpu_level level);
+
+/* ---- int8-activation kernels (engine/quant_int8.c) ----------------------
+ * The llama.cpp-style fast path for quantized weights: each activation row
+ * is quantized once to int8 blocks (lode_block_q8a for Q8_0/Q4_0 weights,
+ * lode_block_q8k for Q4_K/Q5_K/Q6_K), and rows are multiplied with integer
+ * dot products (AVX2 vpmaddubsw/vpmaddwd) and f32 block scales. This is a
+ * different, approximate algorithm from lode_matvec_rows: the activation
+ * rounding error is |x_i - x^_i| <= d_x / 2 per block (d_x = max|x| / 127 of
+ * the block), so
+ *   |int8 dot - sum w_i x_i| <= sum_blocks (d_x / 2) sum|w_i| + 1e-5 sum|w_i x_i|.
+ * Every SIMD level agrees with the scalar reference lode_vec_dot_q8_ref to
+ * within 1e-5 of sum|w_i x^_i| (integer sums are exact; only the order of the
+ * f32 block-scale accumulation differs). Enabled by default for those types
+ * (lode_quant_int8_enabled); LODE_INT8=0 in the environment, or
+ * lode_quant_set_int8(0), keeps the exact-f32 kernels everywhere. */
+
+/* Bytes of one quantized activation row of n elements for weights of type
+ * t, or 0 when t has no int8 path (float types) or n does not tile. */
+size_t lode_act_row_size(lode_type t, int64_t n);
+/* Quantize one activation row x[n] for weights of type t into dst
+ * (lode_act_row_size(t, n) bytes). Same result at every CPU level. */
+void lode_act_quantize(lode_type t, const float *x, void *dst, int64_t n);
+/* Scalar reference: dot(row of W (type t, n columns), quantized row xq). */
+float lode_vec_dot_q8_ref(lode_type t, const void *row, const void *xq, int64_t n);
+/* Y[i*ldy + r] = dot(row r of W, activation row i) for i < ntok, r in
+ * [r0, r1); Xq holds ntok rows of lode_act_row_size(t, ncols) bytes. Pure,
+ * thread-safe; a per-thread 256 KiB scratch as lode_matmul_rows. */
+void lode_matmul_q8_rows(lode_type t, const void *W, int64_t ncols, const void *Xq, int64_t ntok, float *Y,
+                         int64_t ldy, int64_t r0, int64_t r1);
+/* Whether the engine uses the int8 path for types that have one: on unless
+ * LODE_INT8=0; lode_quant_set_int8(0/1) overrides (-1: re-read the env). */
+bool lode_quant_int8_enabled(void);
+void lode_quant_set_int8(int on);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,11 @@
  *
  * Matmul parallelism: output rows are split into chunks handed to the pool;
  * each chunk calls lode_matmul_rows, which dequantizes a tile of weight rows
- * once and reuses it for every token of the batch.
+ * once and reuses it for every token of the batch. Quantized weights with an
+ * int8 path (lode_quant_int8_enabled) get their activations quantized once
+ * per call (lode_act_quantize, into the workspace) and run
+ * lode_matmul_q8_rows instead; the SwiGLU gate and up products share one
+ * quantized input and one pool run.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -113,37 +117,105 @@ void lode__parallel(lode_model *m, int64_t n, lode_pool_fn fn, void *ctx) {
     lode_pool_run(m->pool, n, fn, ctx);
 }
 
+/* A matmul as row chunks; with int8 activations Xq (quantized rows of
+ * xq_stride bytes) replaces X. Two matmuls on the same input (gate and up)
+ * can share one pool run: tasks [0, n_chunks) are W, the rest W2. */
 typedef struct {
-    const lode_mat *W;
+    const lode_mat *W, *W2;
     const float *X;
+    const void *Xq;
     int64_t ldx, n;
-    float *Y;
-    int64_t ldy, chunk;
+    float *Y, *Y2;
+    int64_t ldy, ldy2, chunk, n_chunks;
 } mm_task;
 
 static void mm_chunk(void *ctx, int64_t i) {
     const mm_task *t = ctx;
+    const lode_mat *W = t->W;
+    float *Y = t->Y;
+    int64_t ldy = t->ldy;
+    if (i >= t->n_chunks) i -= t->n_chunks, W = t->W2, Y = t->Y2, ldy = t->ldy2;
     int64_t r0 = i * t->chunk;
     int64_t r1 = r0 + t->chunk;
-    if (r1 > t->W->rows) r1 = t->W->rows;
-    if (t->n == 1)
-        lode_matvec_rows(t->W->type, t->W->data, t->W->cols, t->X, t->Y, r0, r1);
+    if (r1 > W->rows) r1 = W->rows;
+    if (r0 >= r1) return;
+    if (t->Xq)
+        lode_matmul_q8_rows(W->type, W->data, W->cols, t->Xq, t->n, Y, ldy, r0, r1);
+    else if (t->n == 1)
+        lode_matvec_rows(W->type, W->data, W->cols, t->X, Y, r0, r1);
     else
-        lode_matmul_rows(t->W->type, t->W->data, t->W->cols, t->X, t->ldx, t->n, t->Y, t->ldy, r0, r1);
+        lode_matmul_rows(W->type, W->data, W->cols, t->X, t->ldx, t->n, Y, ldy, r0, r1);
+}
+
+/* Activation format family of the int8 path: 0 none, 1 q8a (32-blocks), 2
+ * q8k (256-blocks). */
+static int act_family(const lode_mat *W) {
+    if (!lode_quant_int8_enabled() || lode_act_row_size(W->type, W->cols) == 0) return 0;
+    return W->type == LODE_TYPE_Q8_0 || W->type == LODE_TYPE_Q4_0 ? 1 : 2;
+}
+
+typedef struct {
+    lode_type t;
+    const float *X;
+    int64_t ldx, cols;
+    char *Xq;
+    size_t ars;
+} aq_task;
+
+static void aq_row(void *ctx, int64_t i) {
+    const aq_task *a = ctx;
+    lode_act_quantize(a->t, a->X + i * a->ldx, a->Xq + (size_t)i * a->ars, a->cols);
+}
+
+/* Quantize n activation rows for W's int8 path into the workspace. */
+static const void *act_quantize(lode_model *m, const lode_mat *W, const float *X, int64_t ldx, int64_t n) {
+    const size_t ars = lode_act_row_size(W->type, W->cols);
+    char *Xq = (char *)lode__ws_alloc(m, ((size_t)n * ars + 3) / 4);
+    aq_task a = {W->type, X, ldx, W->cols, Xq, ars};
+    if (n >= 16) lode__parallel(m, n, aq_row, &a);
+    else
+        for (int64_t i = 0; i < n; i++) aq_row(&a, i);
+    return Xq;
+}
+
+static int64_t mm_chunk_rows(lode_model *m, int64_t rows) {
+    int nt = lode_pool_size(m->pool);
+    /* Enough chunks to balance, each at least 16 rows (and a multiple of 16
+     * so tiles stay aligned). */
+    int64_t chunk = (rows + (int64_t)nt * 4 - 1) / ((int64_t)nt * 4);
+    if (chunk < 16) chunk = 16;
+    return (chunk + 15) & ~(int64_t)15;
 }
 
 void lode__matmul(lode_model *m, const lode_mat *W, const float *X, int64_t ldx, int64_t n, float *Y,
                   int64_t ldy) {
     if (n <= 0 || W->rows <= 0) return;
-    int nt = lode_pool_size(m->pool);
-    /* Enough chunks to balance, each at least 16 rows (and a multiple of 16
-     * so tiles stay aligned). */
-    int64_t chunk = (W->rows + (int64_t)nt * 4 - 1) / ((int64_t)nt * 4);
-    if (chunk < 16) chunk = 16;
-    chunk = (chunk + 15) & ~(int64_t)15;
-    mm_task t = {W, X, ldx, n, Y, ldy, chunk};
-    int64_t n_chunks = (W->rows + chunk - 1) / chunk;
+    const int64_t chunk = mm_chunk_rows(m, W->rows);
+    const int64_t n_chunks = (W->rows + chunk - 1) / chunk;
+    lode_ws_mark mk = lode__ws_mark(m);
+    const void *Xq = act_family(W) ? act_quantize(m, W, X, ldx, n) : NULL;
+    mm_task t = {W, W, X, Xq, ldx, n, Y, Y, ldy, ldy, chunk, n_chunks};
     lode__parallel(m, n_chunks, mm_chunk, &t);
+    lode__ws_release(m, mk);
+}
+
+/* Y1 = W1 X and Y2 = W2 X in one pool run (same input, same shapes). */
+static void matmul2(lode_model *m, const lode_mat *W1, const lode_mat *W2, const float *X, int64_t ldx, int64_t n,
+                    float *Y1, float *Y2, int64_t ldy) {
+    const int fam = act_family(W1);
+    if (W1->rows != W2->rows || W1->cols != W2->cols || fam != act_family(W2) || (fam == 0 && W1->type != W2->type)) {
+        lode__matmul(m, W1, X, ldx, n, Y1, ldy);
+        lode__matmul(m, W2, X, ldx, n, Y2, ldy);
+        return;
+    }
+    if (n <= 0 || W1->rows <= 0) return;
+    const int64_t chunk = mm_chunk_rows(m, 2 * W1->rows);
+    const int64_t n_chunks = (W1->rows + chunk - 1) / chunk;
+    lode_ws_mark mk = lode__ws_mark(m);
+    const void *Xq = fam ? act_quantize(m, W1, X, ldx, n) : NULL;
+    mm_task t = {W1, W2, X, Xq, ldx, n, Y1, Y2, ldy, ldy, chunk, n_chunks};
+    lode__parallel(m, 2 * n_chunks, mm_chunk, &t);
+    lode__ws_release(m, mk);
 }
 
 void lode__matmul_t(lode_model *m, const lode_mat *W, const float *X, int64_t ldx, int64_t n, float *Y,
@@ -200,8 +272,7 @@ void lode__swiglu(lode_model *m, const lode_mat *gate, const lode_mat *up, const
     lode_ws_mark mark = lode__ws_mark(m);
     float *g = lode__ws_alloc(m, (size_t)(n * I));
     float *u = lode__ws_alloc(m, (size_t)(n * I));
-    lode__matmul(m, gate, X, H, n, g, I);
-    lode__matmul(m, up, X, H, n, u, I);
+    matmul2(m, gate, up, X, H, n, g, u, I);
     for (int64_t i = 0; i < n * I; i++) g[i] = lode__silu(g[i]) * u[i];
     lode__matmul(m, down, g, I, n, Y, down->rows);
     lode__ws_release(m, mark);

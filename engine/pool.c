@@ -3,15 +3,31 @@
  *
  * Work is handed out by an atomic counter so uneven items balance; workers
  * sleep on a condition variable between runs (a resident daemon must not
- * burn CPU while idle) after a short spin, which keeps the per-run wake-up
- * cost low in the token loop. The caller participates as worker 0.
+ * burn CPU while idle) after a short spin (SPIN_NS), which keeps the per-run
+ * wake-up cost low in the token loop: a decoded token makes hundreds of runs
+ * (every matmul, expert and attention step), and a futex wake-up costs
+ * several microseconds each way. The caller also spins briefly for the last
+ * workers before sleeping. Only runs that find a worker asleep pay for the
+ * broadcast. The caller participates as worker 0.
  */
 #include "lode_pool.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* How long an idle worker (or the caller waiting for workers) spins before
+ * sleeping: long enough to bridge the gaps between the runs of one token. */
+#define SPIN_NS 200000
 
 #include "lode_base.h"
 
@@ -20,9 +36,10 @@ struct lode_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv_start, cv_done;
-    uint64_t generation; /* bumped per run */
-    int stop;
-    int running;         /* workers still busy in this run */
+    atomic_uint_fast64_t generation; /* bumped per run */
+    atomic_int stop;
+    atomic_int running;  /* workers still busy in this run */
+    atomic_int sleepers; /* workers waiting (or about to wait) on cv_start */
     lode_pool_fn fn;
     void *ctx;
     int64_t n_items;
@@ -54,6 +71,12 @@ static void drain(lode_pool *p) {
 
 typedef struct { lode_pool *p; int index; } worker_arg;
 
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *worker_main(void *arg) {
     worker_arg wa = *(worker_arg *)arg;
     lode_free(arg);
@@ -61,18 +84,28 @@ static void *worker_main(void *arg) {
     tl_index = wa.index;
     uint64_t seen = 0;
     for (;;) {
-        pthread_mutex_lock(&p->mu);
-        while (!p->stop && p->generation == seen) pthread_cond_wait(&p->cv_start, &p->mu);
-        if (p->stop) {
-            pthread_mutex_unlock(&p->mu);
-            return NULL;
+        /* Spin for the next run, then sleep. */
+        const uint64_t t0 = now_ns();
+        for (int k = 0; atomic_load(&p->generation) == seen && !atomic_load(&p->stop); k++) {
+            CPU_RELAX();
+            if ((k & 255) == 255 && now_ns() - t0 > SPIN_NS) break;
         }
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        if (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) {
+            pthread_mutex_lock(&p->mu);
+            atomic_fetch_add(&p->sleepers, 1);
+            while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen) pthread_cond_wait(&p->cv_start, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop)) return NULL;
+        seen = atomic_load(&p->generation);
         drain(p);
-        pthread_mutex_lock(&p->mu);
-        if (--p->running == 0) pthread_cond_signal(&p->cv_done);
-        pthread_mutex_unlock(&p->mu);
+        if (atomic_fetch_sub(&p->running, 1) == 1) {
+            /* Last one out: wake the caller if it went to sleep. */
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->cv_done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -101,7 +134,7 @@ lode_pool *lode_pool_new(int n_threads) {
 void lode_pool_free(lode_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->cv_start);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
@@ -122,21 +155,34 @@ void lode_pool_run(lode_pool *p, int64_t n, lode_pool_fn fn, void *ctx) {
         return;
     }
     atomic_store(&p->active, 1);
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
     p->n_items = n;
     atomic_store(&p->next, 0);
-    p->running = p->n - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->cv_start);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store(&p->running, p->n - 1);
+    /* Publish the run (seq_cst: the fields above are visible to a worker
+     * that sees the new generation), then wake sleepers. A worker that
+     * registered as a sleeper re-checks the generation under the mutex, so
+     * taking the mutex here cannot miss it. */
+    atomic_fetch_add(&p->generation, 1);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->cv_start);
+        pthread_mutex_unlock(&p->mu);
+    }
     int saved = tl_index;
     tl_index = 0;
     drain(p);
     tl_index = saved;
-    pthread_mutex_lock(&p->mu);
-    while (p->running > 0) pthread_cond_wait(&p->cv_done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    const uint64_t t0 = now_ns();
+    for (int k = 0; atomic_load(&p->running) > 0; k++) {
+        CPU_RELAX();
+        if ((k & 255) == 255 && now_ns() - t0 > SPIN_NS) break;
+    }
+    if (atomic_load(&p->running) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->running) > 0) pthread_cond_wait(&p->cv_done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
     atomic_store(&p->active, 0);
 }

@@ -1404,3 +1404,15 @@ void lode_matmul_rows(lode_type t, const void *W, int64_t ncols, const float *X,
         }
     }
 }
+
+void lode_gemm_f32(const float *W, int64_t ldw, int64_t nr, const float *X, int64_t ldx, int64_t nt, float *Y,
+                   int64_t ldy, int64_t k, bool accumulate) {
+    if (nr <= 0 || nt <= 0) return;
+    if (k <= 0) {
+        if (!accumulate)
+            for (int64_t t = 0; t < nt; t++)
+                for (int64_t r = 0; r < nr; r++) Y[t * ldy + r] = 0;
+        return;
+    }
+    kernels()->gemm(W, ldw, nr, X, ldx, nt, Y, ldy, k, accumulate);
+}

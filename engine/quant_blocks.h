@@ -101,4 +101,23 @@ static inline LODE_HOST_DEVICE void lode_q4k_scale_min(int j, const uint8_t *q, 
     }
 }
 
+/* ---- activation blocks of the int8 path (lode-internal, never in files) --
+ * Activations are quantized once per row (engine/quant_int8.c): symmetric,
+ * d = max|x| / 127, q = round-to-nearest-even(x / d) in [-127, 127].
+ *   lode_block_q8a  32 values, for Q8_0 and Q4_0 weights.
+ *   lode_block_q8k  256 values plus the sums of each 16 (bsums), for the
+ *                   K-quants (their mins / offsets need the sums). */
+typedef struct lode_block_q8a {
+    float d;
+    int8_t qs[32];
+} lode_block_q8a;
+LODE_STATIC_ASSERT(sizeof(lode_block_q8a) == 36, "q8a block size");
+
+typedef struct lode_block_q8k {
+    float d;
+    int16_t bsums[LODE_QK_K / 16];
+    int8_t qs[LODE_QK_K];
+} lode_block_q8k;
+LODE_STATIC_ASSERT(sizeof(lode_block_q8k) == 4 + 2 * (LODE_QK_K / 16) + LODE_QK_K, "q8k block size");
+
 #endif /* LODE_QUANT_BLOCKS_H */

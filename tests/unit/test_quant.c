@@ -697,3 +697,170 @@ Test(quant, matches_ggml_library) {
     free(blk), free(blk2), free(x), free(a), free(b);
     dlclose(h);
 }
+
+// ---- int8-activation path (quant_int8.c) -------------------------------------
+
+/* Dequantized activation row (the x^ the int8 path multiplies with). */
+static void act_dequant(lode_type t, const void *xq, int64_t n, float *out) {
+    if (t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0) {
+        const lode_block_q8a *b = xq;
+        for (int64_t i = 0; i < n; i++) out[i] = b[i / 32].d * (float)b[i / 32].qs[i % 32];
+    } else {
+        const lode_block_q8k *b = xq;
+        for (int64_t i = 0; i < n; i++) out[i] = b[i / 256].d * (float)b[i / 256].qs[i % 256];
+    }
+}
+
+static const lode_type k_int8_types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_0, LODE_TYPE_Q4_K, LODE_TYPE_Q5_K,
+                                         LODE_TYPE_Q6_K};
+
+Test(quant, int8_act_quantize_known) {
+    /* One 32-block: max |x| = 2.54 -> d = 0.02, x / d rounded half to even. */
+    float x[256];
+    for (int i = 0; i < 32; i++) x[i] = 0.0f;
+    x[0] = 2.54f, x[1] = -2.54f, x[2] = 0.01f /* 0.5 -> 0 */, x[3] = 0.03f /* 1.5 -> 2 */, x[4] = -1.0f;
+    lode_block_q8a b;
+    cr_assert_eq(lode_act_row_size(LODE_TYPE_Q8_0, 32), sizeof b);
+    lode_act_quantize(LODE_TYPE_Q8_0, x, &b, 32);
+    cr_assert_float_eq(b.d, 2.54f / 127.0f, 1e-9);
+    cr_assert_eq(b.qs[0], 127);
+    cr_assert_eq(b.qs[1], -127);
+    cr_assert_eq(b.qs[4], (int8_t)nearbyintf(-1.0f * (1.0f / b.d)));
+    cr_assert_eq(b.qs[5], 0);
+    /* All-zero block: d = 0 and zero quants. */
+    memset(x, 0, sizeof x);
+    lode_act_quantize(LODE_TYPE_Q4_0, x, &b, 32);
+    cr_assert(b.d == 0.0f && b.qs[0] == 0 && b.qs[31] == 0);
+    /* K block: bsums are the sums of 16 quants. */
+    for (int i = 0; i < 256; i++) x[i] = (float)((i * 37) % 255) - 127.0f;
+    lode_block_q8k k;
+    cr_assert_eq(lode_act_row_size(LODE_TYPE_Q4_K, 256), sizeof k);
+    lode_act_quantize(LODE_TYPE_Q4_K, x, &k, 256);
+    cr_assert_float_eq(k.d, 1.0f, 1e-9);
+    for (int g = 0; g < 16; g++) {
+        int s = 0;
+        for (int j = 0; j < 16; j++) {
+            cr_assert_eq(k.qs[16 * g + j], (int8_t)x[16 * g + j]);
+            s += k.qs[16 * g + j];
+        }
+        cr_assert_eq(k.bsums[g], s);
+    }
+    /* Types without an int8 path and shapes that do not tile. */
+    cr_assert_eq(lode_act_row_size(LODE_TYPE_F32, 256), 0);
+    cr_assert_eq(lode_act_row_size(LODE_TYPE_BF16, 256), 0);
+    cr_assert_eq(lode_act_row_size(LODE_TYPE_Q4_K, 96), 0);
+    cr_assert_eq(lode_act_row_size(LODE_TYPE_Q8_0, 33), 0);
+}
+
+/* The scalar int8 reference against the exact f32 dot of the dequantized
+ * weights: the only difference is the activation rounding, so
+ * |ref - sum w x| <= sum_blocks d_x/2 * sum|w| (+ f32 slack). */
+Test(quant, int8_ref_vs_dequantized_f32) {
+    for (size_t ti = 0; ti < sizeof k_int8_types / sizeof k_int8_types[0]; ti++) {
+        const lode_type t = k_int8_types[ti];
+        const int64_t n = 2304, nrows = 9;
+        const int64_t bs = (t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0) ? 32 : 256;
+        wmat m = make_wmat(t, n, nrows);
+        float *x = malloc((size_t)n * sizeof(float)), *xh = malloc((size_t)n * sizeof(float));
+        void *xq = malloc(lode_act_row_size(t, n));
+        for (int64_t i = 0; i < n; i++) x[i] = rng_gauss() * (i % 7 == 0 ? 4.0f : 1.0f);
+        lode_act_quantize(t, x, xq, n);
+        act_dequant(t, xq, n, xh);
+        const size_t rs = lode_row_size(t, n);
+        for (int64_t r = 0; r < nrows; r++) {
+            const float *w = m.Wf + r * n;
+            double exact = 0, bound = 0, mag = 0, magh = 0;
+            for (int64_t b0 = 0; b0 < n; b0 += bs) {
+                double amax = 0, sw = 0;
+                for (int64_t i = b0; i < b0 + bs; i++) {
+                    amax = fmax(amax, fabs((double)x[i]));
+                    sw += fabs((double)w[i]);
+                }
+                bound += amax / 127.0 / 2.0 * sw;
+            }
+            for (int64_t i = 0; i < n; i++) {
+                exact += (double)w[i] * x[i];
+                mag += fabs((double)w[i] * x[i]);
+                magh += fabs((double)w[i] * xh[i]);
+                /* The rounding bound holds element-wise too. */
+                cr_assert(fabs((double)xh[i] - x[i]) <= 0.5 * fabs((double)(t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0
+                                                                            ? ((lode_block_q8a *)xq)[i / 32].d
+                                                                            : ((lode_block_q8k *)xq)[i / 256].d)) * 1.0001 + 1e-30);
+            }
+            const float got = lode_vec_dot_q8_ref(t, (const char *)m.W + r * rs, xq, n);
+            /* Against sum w x^ in double: only f32 rounding. */
+            double exh = 0;
+            for (int64_t i = 0; i < n; i++) exh += (double)w[i] * xh[i];
+            cr_assert(fabs(got - exh) <= TOL_DOT * magh + 1e-30, "%s row %ld: ref %.9g vs sum w x^ %.9g",
+                      lode_type_name(t), (long)r, got, exh);
+            cr_assert(fabs(got - exact) <= bound + TOL_DOT * mag, "%s row %ld: ref %.9g vs f32 %.9g (bound %.3g)",
+                      lode_type_name(t), (long)r, got, exact, bound);
+        }
+        free(x);
+        free(xh);
+        free(xq);
+        free_wmat(&m);
+    }
+}
+
+/* Every level of lode_matmul_q8_rows against the scalar reference, on odd
+ * row ranges, 1..9 tokens, and more rows than one decode tile holds. */
+static void check_int8_at_level(lode_cpu_level level) {
+    if (lode_quant_set_cpu_level(level) != level) cr_skip_test("CPU lacks %s", lode_cpu_level_name(level));
+    const int64_t shapes[][2] = {{256, 37}, {2304, 37}, {4608, 70}}; /* ncols, nrows */
+    for (size_t ti = 0; ti < sizeof k_int8_types / sizeof k_int8_types[0]; ti++)
+        for (size_t si = 0; si < 3; si++) {
+            const lode_type t = k_int8_types[ti];
+            const int64_t n = shapes[si][0], nrows = shapes[si][1], ldy = nrows + 5, ntok_max = 9;
+            if (si == 2 && t != LODE_TYPE_Q4_K && t != LODE_TYPE_Q8_0) continue;
+            wmat m = make_wmat(t, n, nrows);
+            const size_t ars = lode_act_row_size(t, n), rs = lode_row_size(t, n);
+            float *x = malloc((size_t)n * sizeof(float)), *xh = malloc((size_t)n * sizeof(float));
+            char *Xq = malloc(ars * (size_t)ntok_max);
+            float *Y = malloc((size_t)(ntok_max * ldy) * sizeof(float));
+            for (int64_t k = 0; k < ntok_max; k++) {
+                for (int64_t i = 0; i < n; i++) x[i] = rng_gauss();
+                lode_act_quantize(t, x, Xq + (size_t)k * ars, n);
+            }
+            const int64_t ranges[][2] = {{3, nrows - 3}, {0, nrows}, {5, 6}, {7, 7}};
+            for (int ri = 0; ri < 4; ri++)
+                for (int ntok = 1; ntok <= ntok_max; ntok += (ri == 0 ? 1 : 4)) {
+                    const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1];
+                    for (int64_t i = 0; i < ntok_max * ldy; i++) Y[i] = -777.0f;
+                    lode_matmul_q8_rows(t, m.W, n, Xq, ntok, Y, ldy, r0, r1);
+                    for (int k = 0; k < ntok_max; k++)
+                        for (int64_t r = 0; r < ldy; r++) {
+                            const float got = Y[k * ldy + r];
+                            if (!(k < ntok && r >= r0 && r < r1)) {
+                                cr_assert_eq(got, -777.0f, "int8 matmul wrote outside its rows");
+                                continue;
+                            }
+                            const float ref = lode_vec_dot_q8_ref(t, (const char *)m.W + r * rs, Xq + (size_t)k * ars, n);
+                            act_dequant(t, Xq + (size_t)k * ars, n, xh);
+                            double mag = 0;
+                            for (int64_t i = 0; i < n; i++) mag += fabs((double)m.Wf[r * n + i] * xh[i]);
+                            cr_assert(fabs((double)got - ref) <= TOL_DOT * mag + 1e-30,
+                                      "int8 %s ncols %ld ntok %d row %ld at %s: %.9g vs ref %.9g (|wx| %.3g)",
+                                      lode_type_name(t), (long)n, ntok, (long)r, lode_cpu_level_name(level), got, ref, mag);
+                        }
+                }
+            free(x);
+            free(xh);
+            free(Xq);
+            free(Y);
+            free_wmat(&m);
+        }
+    lode_quant_set_cpu_level((lode_cpu_level)-1);
+}
+
+Test(quant, int8_kernels_scalar) { check_int8_at_level(LODE_CPU_SCALAR); }
+Test(quant, int8_kernels_avx2) { check_int8_at_level(LODE_CPU_AVX2); }
+Test(quant, int8_kernels_avx512) { check_int8_at_level(LODE_CPU_AVX512); }
+
+Test(quant, int8_switch) {
+    lode_quant_set_int8(0);
+    cr_assert(!lode_quant_int8_enabled());
+    lode_quant_set_int8(1);
+    cr_assert(lode_quant_int8_enabled());
+    lode_quant_set_int8(-1);
+}

@@ -1,0 +1,596 @@
+/*
+ * quant_int8.c — the int8-activation path for quantized weights (the
+ * algorithm llama.cpp uses on CPUs): activations are quantized once per row
+ * into int8 blocks (lode_block_q8a for Q8_0/Q4_0, lode_block_q8k with
+ * 16-element sums for the K-quants) and every weight row is multiplied with
+ * integer dot products and f32 block scales. Contract and error bounds: see
+ * lode_quant.h.
+ *
+ * Pieces:
+ *   - lode_act_quantize: one portable C quantizer, used at every level
+ *     (round to nearest even via nearbyintf), so all levels see the same
+ *     int8 activations;
+ *   - lode_vec_dot_q8_ref: the scalar reference, straight from the GGML
+ *     block layouts (integer sums per (sub-)block, f32 scales);
+ *   - AVX2 (+FMA+F16C) kernels, also used at the AVX-512 level (no
+ *     AVX-512/VNNI int8 code exists yet: this machine has neither, so none
+ *     could be tested): a tile of weight rows is first decoded once into a
+ *     per-thread scratch in a kernel-friendly form, then a register-blocked
+ *     microkernel (2 rows x 4 tokens) runs over every token of the call:
+ *       32-blocks (Q8_0, Q4_0): signed int8 weights + f32 scale per block;
+ *         |w| . sign(x, w) with vpmaddubsw, vpmaddwd(1), f32 FMA per block;
+ *       K-quants: unsigned 4/5/6-bit values per 256-block, int16 sub-block
+ *         scales applied with vpmaddwd (int32 sums per 256), and the
+ *         mins / the Q6_K offset of 32 as a correction from the activation
+ *         sums: dot = d*dx*I - dc*dx*sum_k corr[k]*bsums[k].
+ * The scalar level runs the reference itself.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lode_base.h"
+#include "lode_quant.h"
+#include "quant_blocks.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define LODE_X86 1
+#include <immintrin.h>
+#else
+#define LODE_X86 0
+#endif
+
+static bool is_kq(lode_type t) { return t == LODE_TYPE_Q4_K || t == LODE_TYPE_Q5_K || t == LODE_TYPE_Q6_K; }
+static bool is_b32(lode_type t) { return t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0; }
+
+size_t lode_act_row_size(lode_type t, int64_t n) {
+    if (n <= 0) return 0;
+    if (is_b32(t)) return n % 32 ? 0 : (size_t)(n / 32) * sizeof(lode_block_q8a);
+    if (is_kq(t)) return n % LODE_QK_K ? 0 : (size_t)(n / LODE_QK_K) * sizeof(lode_block_q8k);
+    return 0;
+}
+
+// ---- activation quantization (one implementation for every level) -------
+
+static inline int8_t q8_round(float v) {
+    if (v != v) return 0; /* NaN (inf * 0): the block scale carries it */
+    if (v >= 127.0f) return 127;
+    if (v <= -127.0f) return -127;
+    return (int8_t)(int)nearbyintf(v);
+}
+
+static float block_scale(const float *x, int n, float *id) {
+    float amax = 0;
+    for (int j = 0; j < n; j++) {
+        const float a = fabsf(x[j]);
+        amax = a > amax ? a : amax;
+    }
+    const float d = amax / 127.0f;
+    *id = d != 0 ? 1.0f / d : 0.0f;
+    return d;
+}
+
+void lode_act_quantize(lode_type t, const float *x, void *dst, int64_t n) {
+    LODE_ASSERT(lode_act_row_size(t, n) > 0);
+    if (is_b32(t)) {
+        lode_block_q8a *b = dst;
+        for (int64_t i = 0; i < n / 32; i++, x += 32) {
+            float id;
+            b[i].d = block_scale(x, 32, &id);
+            for (int j = 0; j < 32; j++) b[i].qs[j] = q8_round(x[j] * id);
+        }
+        return;
+    }
+    lode_block_q8k *b = dst;
+    for (int64_t i = 0; i < n / LODE_QK_K; i++, x += LODE_QK_K) {
+        float id;
+        b[i].d = block_scale(x, LODE_QK_K, &id);
+        for (int j = 0; j < LODE_QK_K; j++) b[i].qs[j] = q8_round(x[j] * id);
+        for (int k = 0; k < LODE_QK_K / 16; k++) {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += b[i].qs[16 * k + j];
+            b[i].bsums[k] = (int16_t)s;
+        }
+    }
+}
+
+// ---- scalar reference -------------------------------------------------------
+
+float lode_vec_dot_q8_ref(lode_type t, const void *row, const void *xq, int64_t n) {
+    LODE_ASSERT(lode_act_row_size(t, n) > 0);
+    float acc = 0;
+    if (t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0) {
+        const lode_block_q8a *x = xq;
+        for (int64_t i = 0; i < n / 32; i++) {
+            int32_t s = 0;
+            float dw;
+            if (t == LODE_TYPE_Q8_0) {
+                const lode_block_q8_0 *w = (const lode_block_q8_0 *)row + i;
+                for (int j = 0; j < 32; j++) s += w->qs[j] * x[i].qs[j];
+                dw = lode_f16_to_f32(w->d);
+            } else {
+                const lode_block_q4_0 *w = (const lode_block_q4_0 *)row + i;
+                for (int j = 0; j < 16; j++)
+                    s += ((w->qs[j] & 0xF) - 8) * x[i].qs[j] + ((w->qs[j] >> 4) - 8) * x[i].qs[j + 16];
+                dw = lode_f16_to_f32(w->d);
+            }
+            acc += (dw * x[i].d) * (float)s;
+        }
+        return acc;
+    }
+    const lode_block_q8k *x = xq;
+    for (int64_t i = 0; i < n / LODE_QK_K; i++) {
+        const int8_t *xs = x[i].qs;
+        int32_t I = 0, C = 0; /* sum sc*q*x and the correction sum_k corr*bsums */
+        float d, dc;
+        if (t == LODE_TYPE_Q6_K) {
+            const lode_block_q6_k *w = (const lode_block_q6_k *)row + i;
+            for (int e = 0; e < LODE_QK_K; e++) {
+                const int h = e / 128, l = e % 32, g = (e % 128) / 32;
+                const uint8_t ql = w->ql[64 * h + l + (g & 1) * 32], qh = w->qh[32 * h + l];
+                const int q = ((g < 2 ? ql & 0xF : ql >> 4) | (((qh >> (2 * g)) & 3) << 4));
+                I += w->scales[e / 16] * q * xs[e];
+            }
+            for (int k = 0; k < 16; k++) C += 32 * w->scales[k] * x[i].bsums[k];
+            d = dc = lode_f16_to_f32(w->d);
+        } else {
+            const lode_block_q4_k *w4 = (const lode_block_q4_k *)row + i;
+            const lode_block_q5_k *w5 = (const lode_block_q5_k *)row + i;
+            const bool five = t == LODE_TYPE_Q5_K;
+            const uint8_t *scales = five ? w5->scales : w4->scales, *qs = five ? w5->qs : w4->qs;
+            for (int j = 0; j < 8; j++) {
+                uint8_t sc, m;
+                lode_q4k_scale_min(j, scales, &sc, &m);
+                int32_t s = 0;
+                for (int l = 0; l < 32; l++) {
+                    const int c = j / 2;
+                    const uint8_t v = qs[32 * c + l];
+                    int q = j & 1 ? v >> 4 : v & 0xF;
+                    if (five) q |= ((w5->qh[l] >> j) & 1) << 4;
+                    s += q * xs[32 * j + l];
+                }
+                I += sc * s;
+                C += m * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
+            }
+            d = lode_f16_to_f32(five ? w5->d : w4->d);
+            dc = lode_f16_to_f32(five ? w5->dmin : w4->dmin);
+        }
+        acc += (d * x[i].d) * (float)I - (dc * x[i].d) * (float)C;
+    }
+    return acc;
+}
+
+// ---- switch ---------------------------------------------------------------------
+
+static atomic_int g_int8 = -1;
+
+bool lode_quant_int8_enabled(void) {
+    int v = atomic_load_explicit(&g_int8, memory_order_relaxed);
+    if (v < 0) {
+        const char *e = getenv("LODE_INT8");
+        v = e && (strcmp(e, "1") == 0 || strcmp(e, "on") == 0 || strcmp(e, "yes") == 0);
+        atomic_store(&g_int8, v);
+    }
+    return v != 0;
+}
+
+void lode_quant_set_int8(int on) { atomic_store(&g_int8, on < 0 ? -1 : on != 0); }
+
+// ---- per-thread decode scratch ---------------------------------------------
+
+#define SCRATCH_BYTES (256 * 1024)
+
+static pthread_key_t g_key;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static _Thread_local void *tl_buf;
+static _Thread_local size_t tl_cap;
+
+static void key_init(void) {
+    if (pthread_key_create(&g_key, lode_free) != 0) LODE_ASSERT(!"pthread_key_create failed");
+}
+
+static void *scratch(size_t n) {
+    if (tl_cap < n) {
+        pthread_once(&g_once, key_init);
+        lode_free(tl_buf);
+        tl_buf = lode_xmalloc(n);
+        tl_cap = n;
+        pthread_setspecific(g_key, tl_buf);
+    }
+    return tl_buf;
+}
+
+/* Decoded K-quant super-block: values in element order (unsigned), int16
+ * scales per 32-element chunk as vpmaddwd expects them (lanes 0-7 cover
+ * elements 0-15 of the chunk, lanes 8-15 elements 16-31), and the
+ * correction weights for the activation sums. */
+typedef struct kdec {
+    _Alignas(32) uint8_t q[LODE_QK_K];
+    int16_t sc[8][16];
+    int16_t corr[16];
+    float d, dc;
+    float pad[6];
+} kdec;
+LODE_STATIC_ASSERT(sizeof(kdec) == 576, "kdec size");
+
+#if LODE_X86
+#define TGT256 __attribute__((target("avx2,fma,f16c")))
+#define AI256 static inline __attribute__((always_inline)) TGT256
+
+/* Byte masks for vpshufb: broadcast int16 lane j of each 128-bit half. */
+AI256 __m256i lane16_mask(int j) { return _mm256_set1_epi16((short)((2 * j) | ((2 * j + 1) << 8))); }
+
+/* Decoders: one super-block / 32-block of a row into the kernel's form. */
+/* The 8 six-bit scales and mins of a Q4_K/Q5_K block as int16 lanes: the
+ * lode_q4k_scale_min rule on 32-bit words (4 sub-blocks per word). */
+AI256 void kq_unpack(const uint8_t *scales, __m128i *sc, __m128i *m) {
+    uint32_t a, b, c;
+    memcpy(&a, scales, 4);
+    memcpy(&b, scales + 4, 4);
+    memcpy(&c, scales + 8, 4);
+    const uint32_t s03 = a & 0x3F3F3F3Fu, s47 = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
+    const uint32_t m03 = b & 0x3F3F3F3Fu, m47 = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
+    *sc = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(((uint64_t)s47 << 32) | s03)));
+    *m = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(((uint64_t)m47 << 32) | m03)));
+}
+
+AI256 void kq_scales_to(kdec *o, const uint8_t *scales) {
+    __m128i scv, mv;
+    kq_unpack(scales, &scv, &mv);
+    const __m256i sc16 = _mm256_broadcastsi128_si256(scv);
+    for (int j = 0; j < 8; j++) _mm256_store_si256((__m256i *)o->sc[j], _mm256_shuffle_epi8(sc16, lane16_mask(j)));
+    /* corr[2j] = corr[2j + 1] = m[j] */
+    _mm256_store_si256((__m256i *)o->corr, _mm256_set_m128i(_mm_unpackhi_epi16(mv, mv), _mm_unpacklo_epi16(mv, mv)));
+}
+
+static TGT256 void dec_kq(lode_type t, const void *row, int64_t nsb, kdec *out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), b4 = _mm256_set1_epi8(0x10);
+    for (int64_t i = 0; i < nsb; i++) {
+        kdec *o = &out[i];
+        if (t == LODE_TYPE_Q6_K) {
+            const lode_block_q6_k *w = (const lode_block_q6_k *)row + i;
+            for (int h = 0; h < 2; h++) {
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
+                __m256i *q = (__m256i *)(o->q + 128 * h);
+                _mm256_store_si256(q, _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)));
+                _mm256_store_si256(q + 1, _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)));
+                _mm256_store_si256(q + 2, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30)));
+                _mm256_store_si256(q + 3, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)));
+            }
+            const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w->scales));
+            _mm256_store_si256((__m256i *)o->corr, _mm256_slli_epi16(s16, 5));
+            for (int c = 0; c < 8; c++)
+                _mm256_store_si256((__m256i *)o->sc[c], _mm256_set_m128i(_mm_set1_epi16(w->scales[2 * c + 1]),
+                                                                         _mm_set1_epi16(w->scales[2 * c])));
+            o->d = o->dc = _cvtsh_ss(w->d);
+        } else {
+            const bool five = t == LODE_TYPE_Q5_K;
+            const lode_block_q4_k *w4 = (const lode_block_q4_k *)row + i;
+            const lode_block_q5_k *w5 = (const lode_block_q5_k *)row + i;
+            const uint8_t *qs = five ? w5->qs : w4->qs;
+            const __m256i hb = five ? _mm256_loadu_si256((const __m256i *)w5->qh) : _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                if (five) {
+                    /* qh bit 2c (2c + 1) of each byte -> bit 4 */
+                    const __m256i a = _mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * c));
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(a, 4), b4));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(a, 3), b4));
+                }
+                _mm256_store_si256((__m256i *)(o->q + 64 * c), lo);
+                _mm256_store_si256((__m256i *)(o->q + 64 * c + 32), hi);
+            }
+            kq_scales_to(o, five ? w5->scales : w4->scales);
+            o->d = _cvtsh_ss(five ? w5->d : w4->d);
+            o->dc = _cvtsh_ss(five ? w5->dmin : w4->dmin);
+        }
+    }
+}
+
+/* 32-blocks: nb*32 signed int8 values, then nb f32 scales. */
+static TGT256 void dec_b32(lode_type t, const void *row, int64_t nb, int8_t *q, float *d) {
+    if (t == LODE_TYPE_Q8_0) {
+        const lode_block_q8_0 *w = row;
+        for (int64_t i = 0; i < nb; i++) {
+            _mm256_storeu_si256((__m256i *)(q + 32 * i), _mm256_loadu_si256((const __m256i *)w[i].qs));
+            d[i] = _cvtsh_ss(w[i].d);
+        }
+    } else {
+        const lode_block_q4_0 *w = row;
+        const __m128i m4 = _mm_set1_epi8(0x0F), c8 = _mm_set1_epi8(8);
+        for (int64_t i = 0; i < nb; i++) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)w[i].qs);
+            const __m128i lo = _mm_sub_epi8(_mm_and_si128(v, m4), c8);
+            const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), c8);
+            _mm256_storeu_si256((__m256i *)(q + 32 * i), _mm256_set_m128i(hi, lo));
+            d[i] = _cvtsh_ss(w[i].d);
+        }
+    }
+}
+
+AI256 float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* RB (1-2) decoded 32-block rows x TB (1-4) activation rows. */
+AI256 void mk_b32(const int8_t *q0, const float *d0, const int8_t *q1, const float *d1, const lode_block_q8a *x,
+                  int64_t nb, float *out, const int RB, const int TB) {
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) acc[r][t] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i w[2], aw[2];
+        __m256 dw[2];
+        w[0] = _mm256_loadu_si256((const __m256i *)(q0 + 32 * b));
+        aw[0] = _mm256_abs_epi8(w[0]);
+        dw[0] = _mm256_broadcast_ss(d0 + b);
+        if (RB > 1) {
+            w[1] = _mm256_loadu_si256((const __m256i *)(q1 + 32 * b));
+            aw[1] = _mm256_abs_epi8(w[1]);
+            dw[1] = _mm256_broadcast_ss(d1 + b);
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) {
+            const lode_block_q8a *xb = x + t * nb + b;
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
+            const __m256 dx = _mm256_broadcast_ss(&xb->d);
+#pragma GCC unroll 2
+            for (int r = 0; r < RB; r++) {
+                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(xv, w[r])), ones);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw[r], dx), acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) out[4 * r + t] = hsum8(acc[r][t]);
+}
+
+/* RB (1-2) decoded K-quant rows x TB (1-4) activation rows. */
+AI256 void mk_kq(const kdec *w0, const kdec *w1, const lode_block_q8k *x, int64_t nsb, float *out, const int RB,
+                 const int TB) {
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const kdec *w[2] = {w0 + s, RB > 1 ? w1 + s : w0 + s};
+        __m256i ia[2][4];
+#pragma GCC unroll 2
+        for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+            for (int t = 0; t < TB; t++) ia[r][t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            __m256i q[2], sc[2];
+#pragma GCC unroll 2
+            for (int r = 0; r < RB; r++) {
+                q[r] = _mm256_load_si256((const __m256i *)(w[r]->q + 32 * c));
+                sc[r] = _mm256_loadu_si256((const __m256i *)w[r]->sc[c]);
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < TB; t++) {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[t * nsb + s].qs + 32 * c));
+#pragma GCC unroll 2
+                for (int r = 0; r < RB; r++)
+                    ia[r][t] = _mm256_add_epi32(ia[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], xv), sc[r]));
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) {
+            const lode_block_q8k *xb = x + t * nsb + s;
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
+#pragma GCC unroll 2
+            for (int r = 0; r < RB; r++) {
+                const __m256i cc = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)w[r]->corr), bs);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[r][t]), _mm256_set1_ps(w[r]->d * xb->d), acc[r][t]);
+                acc[r][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(cc), _mm256_set1_ps(w[r]->dc * xb->d), acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) out[4 * r + t] = hsum8(acc[r][t]);
+}
+
+/* ---- single token (matvec): decode in registers, no scratch ---- */
+
+AI256 float mv_b32(lode_type t, const void *row, const lode_block_q8a *x, int64_t nb) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m128i m4 = _mm_set1_epi8(0x0F), c8 = _mm_set1_epi8(8);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i w;
+        float dw;
+        if (t == LODE_TYPE_Q8_0) {
+            const lode_block_q8_0 *wb = (const lode_block_q8_0 *)row + b;
+            w = _mm256_loadu_si256((const __m256i *)wb->qs);
+            dw = _cvtsh_ss(wb->d);
+        } else {
+            const lode_block_q4_0 *wb = (const lode_block_q4_0 *)row + b;
+            const __m128i v = _mm_loadu_si128((const __m128i *)wb->qs);
+            w = _mm256_set_m128i(_mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), c8),
+                                 _mm_sub_epi8(_mm_and_si128(v, m4), c8));
+            dw = _cvtsh_ss(wb->d);
+        }
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xv, w)), ones);
+        const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * x[b].d));
+        if (b & 1) acc1 = _mm256_add_ps(acc1, f);
+        else acc0 = _mm256_add_ps(acc0, f);
+    }
+    return hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+AI256 float mv_kq(lode_type t, const void *row, const lode_block_q8k *x, int64_t nsb) {
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), b4 = _mm256_set1_epi8(0x10);
+    for (int64_t i = 0; i < nsb; i++) {
+        const int8_t *xs = x[i].qs;
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+        __m256i ia = _mm256_setzero_si256();
+        if (t == LODE_TYPE_Q6_K) {
+            const lode_block_q6_k *w = (const lode_block_q6_k *)row + i;
+            const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w->scales));
+            /* Chunk c: lanes 0-7 scale 2c, lanes 8-15 scale 2c + 1. */
+            const __m256i hm = _mm256_set_m128i(_mm_set1_epi16(0x0302), _mm_set1_epi16(0x0100));
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; g++) {
+                    const int c = 4 * h + g;
+                    const __m256i sc = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(s16, _mm256_set1_epi32(c)), hm);
+                    const __m256i xv = _mm256_loadu_si256((const __m256i *)(xs + 32 * c));
+                    ia = _mm256_add_epi32(ia, _mm256_madd_epi16(_mm256_maddubs_epi16(q[g], xv), sc));
+                }
+            }
+            ia = _mm256_sub_epi32(ia, _mm256_slli_epi32(_mm256_madd_epi16(s16, bs), 5));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_set1_ps(_cvtsh_ss(w->d) * x[i].d), acc);
+        } else {
+            const bool five = t == LODE_TYPE_Q5_K;
+            const lode_block_q4_k *w4 = (const lode_block_q4_k *)row + i;
+            const lode_block_q5_k *w5 = (const lode_block_q5_k *)row + i;
+            const uint8_t *qs = five ? w5->qs : w4->qs, *scales = five ? w5->scales : w4->scales;
+            __m128i scv, mv;
+            kq_unpack(scales, &scv, &mv);
+            const __m256i sc16 = _mm256_broadcastsi128_si256(scv);
+            const __m256i corr = _mm256_set_m128i(_mm_unpackhi_epi16(mv, mv), _mm_unpacklo_epi16(mv, mv));
+            const __m256i hb = five ? _mm256_loadu_si256((const __m256i *)w5->qh) : _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                if (five) {
+                    const __m256i a = _mm256_srli_epi16(hb, 2 * c);
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(a, 4), b4));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(a, 3), b4));
+                }
+                const __m256i x0 = _mm256_loadu_si256((const __m256i *)(xs + 64 * c));
+                const __m256i x1 = _mm256_loadu_si256((const __m256i *)(xs + 64 * c + 32));
+                ia = _mm256_add_epi32(ia, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_shuffle_epi8(sc16, lane16_mask(2 * c))));
+                ia = _mm256_add_epi32(ia, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_shuffle_epi8(sc16, lane16_mask(2 * c + 1))));
+            }
+            const float dx = x[i].d;
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_set1_ps(_cvtsh_ss(five ? w5->d : w4->d) * dx), acc);
+            acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(corr, bs)),
+                                   _mm256_set1_ps(_cvtsh_ss(five ? w5->dmin : w4->dmin) * dx), acc);
+        }
+    }
+    return hsum8(acc);
+}
+
+#define MK_CASES(CALL)                                                                               \
+    do {                                                                                             \
+        if (rb == 2) {                                                                               \
+            switch (tb) {                                                                            \
+            case 4: CALL(2, 4); break;                                                               \
+            case 3: CALL(2, 3); break;                                                               \
+            case 2: CALL(2, 2); break;                                                               \
+            default: CALL(2, 1); break;                                                              \
+            }                                                                                        \
+        } else {                                                                                     \
+            switch (tb) {                                                                            \
+            case 4: CALL(1, 4); break;                                                               \
+            case 3: CALL(1, 3); break;                                                               \
+            case 2: CALL(1, 2); break;                                                               \
+            default: CALL(1, 1); break;                                                              \
+            }                                                                                        \
+        }                                                                                            \
+    } while (0)
+
+static TGT256 void matmul_q8_avx2(lode_type t, const void *W, int64_t ncols, const void *Xq, int64_t ntok, float *Y,
+                                  int64_t ldy, int64_t r0, int64_t r1) {
+    const size_t rs = lode_row_size(t, ncols);
+    const bool kq = is_kq(t);
+    const int64_t nb = kq ? ncols / LODE_QK_K : ncols / 32;
+    if (ntok == 1) {
+        for (int64_t r = r0; r < r1; r++) {
+            const void *row = (const char *)W + (size_t)r * rs;
+            Y[r] = kq ? mv_kq(t, row, Xq, nb) : mv_b32(t, row, Xq, nb);
+        }
+        return;
+    }
+    /* Decoded row: K-quants nb kdec; 32-blocks 32*nb values + nb scales,
+     * rounded to 32 bytes. */
+    const size_t drs = kq ? (size_t)nb * sizeof(kdec) : ((size_t)nb * 36 + 31) & ~(size_t)31;
+    int64_t tr = (int64_t)(SCRATCH_BYTES / drs);
+    if (tr < 2) tr = 2;
+    if (tr > 256) tr = 256;
+    tr &= ~(int64_t)1;
+    char *buf = scratch((size_t)tr * drs + 32);
+    buf = (char *)(((uintptr_t)buf + 31) & ~(uintptr_t)31);
+    for (int64_t rt = r0; rt < r1; rt += tr) {
+        const int64_t nr = r1 - rt < tr ? r1 - rt : tr;
+        for (int64_t i = 0; i < nr; i++) {
+            const void *row = (const char *)W + (size_t)(rt + i) * rs;
+            char *d = buf + (size_t)i * drs;
+            if (kq) dec_kq(t, row, nb, (kdec *)d);
+            else dec_b32(t, row, nb, (int8_t *)d, (float *)(d + 32 * nb));
+        }
+        for (int64_t t0 = 0; t0 < ntok; t0 += 4) {
+            const int tb = ntok - t0 < 4 ? (int)(ntok - t0) : 4;
+            for (int64_t i = 0; i < nr; i += 2) {
+                const int rb = nr - i >= 2 ? 2 : 1;
+                const char *d0 = buf + (size_t)i * drs, *d1 = rb > 1 ? d0 + drs : d0;
+                float out[8];
+                if (kq) {
+                    const lode_block_q8k *x = (const lode_block_q8k *)Xq + t0 * nb;
+#define CALLK(RB_, TB_) mk_kq((const kdec *)d0, (const kdec *)d1, x, nb, out, RB_, TB_)
+                    MK_CASES(CALLK);
+#undef CALLK
+                } else {
+                    const lode_block_q8a *x = (const lode_block_q8a *)Xq + t0 * nb;
+#define CALLB(RB_, TB_)                                                                                 \
+    mk_b32((const int8_t *)d0, (const float *)(d0 + 32 * nb), (const int8_t *)d1,                   \
+           (const float *)(d1 + 32 * nb), x, nb, out, RB_, TB_)
+                    MK_CASES(CALLB);
+#undef CALLB
+                }
+                for (int r = 0; r < rb; r++)
+                    for (int k = 0; k < tb; k++) Y[(t0 + k) * ldy + rt + i + r] = out[4 * r + k];
+            }
+        }
+    }
+}
+#endif
+
+void lode_matmul_q8_rows(lode_type t, const void *W, int64_t ncols, const void *Xq, int64_t ntok, float *Y,
+                         int64_t ldy, int64_t r0, int64_t r1) {
+    if (ntok <= 0 || r1 <= r0) return;
+    const size_t ars = lode_act_row_size(t, ncols), rs = lode_row_size(t, ncols);
+    LODE_ASSERT(ars > 0 && rs > 0);
+#if LODE_X86
+    if (lode_quant_cpu_level() >= LODE_CPU_AVX2) {
+        matmul_q8_avx2(t, W, ncols, Xq, ntok, Y, ldy, r0, r1);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < ntok; i++)
+        for (int64_t r = r0; r < r1; r++)
+            Y[i * ldy + r] = lode_vec_dot_q8_ref(t, (const char *)W + (size_t)r * rs, (const char *)Xq + (size_t)i * ars,
+                                                 ncols);
+}
