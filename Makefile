@@ -141,6 +141,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblode.a
 
 tests: $(BUILD)/lode $(TEST_BIN)
 
+$(BUILD)/bench_index: tests/bench/bench_index.c $(BUILD)/liblode.a $(GRAMMAR_LIB)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/liblode.a -o $@ $(LDFLAGS) $(LDLIBS)
+
 deps:
 	@tools/deps.sh
 
@@ -154,7 +157,7 @@ san:
 	@$(MAKE) --no-print-directory SAN=1 NO_CUDA=1 all tests
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/bench_index
 	@tools/bench.sh $(BUILD)
 
 clean:

@@ -10,6 +10,7 @@ picked up). The table below is the only place that says which files a
 language's queries are made of.
 """
 import os
+import re
 import sys
 
 # lang -> {query name: [sources]}; "pkg:<dir under node_modules>/<file>", "own:<lang>/<file>"
@@ -44,6 +45,51 @@ TABLE = {
              "imports": ["own:ruby/imports.scm"]},
 }
 TABLE["tsx"] = TABLE["typescript"]
+
+
+def top_level_patterns(text: str):
+    """Split a query into its top-level S-expressions (with their trailing
+    predicates, which sit inside the outer parentheses or brackets)."""
+    out, depth, start, i, n = [], 0, None, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == ';':  # comment to end of line
+            j = text.find('\n', i)
+            i = n if j < 0 else j
+            continue
+        if ch == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == '\\' else 1
+        elif ch in '([':
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch in ')]':
+            depth -= 1
+            if depth == 0:
+                # a capture or quantifier right after the closing paren belongs to it
+                j = i + 1
+                while True:
+                    m = re.match(r'\s*(@[\w.-]+|[*+?])', text[j:])
+                    if not m:
+                        break
+                    j += m.end()
+                out.append(text[start:j])
+                i = j
+                continue
+        i += 1
+    return out
+
+
+def definitions_only(text: str) -> str:
+    """lode reads only definitions from tags queries: drop the reference
+    patterns (most of the matching work) and the doc-comment prefixes
+    `(comment)* @doc .` that only highlighters use."""
+    keep = [p for p in top_level_patterns(text) if '@definition.' in p]
+    keep = [re.sub(r'\(comment\)\*\s*@doc\s*\.', '', p) for p in keep]
+    keep = [re.sub(r'\(#[\w!?-]+\s+@doc\b[^()]*\)', '', p) for p in keep]
+    return '\n'.join(keep) + '\n'
 
 
 def c_string(data: bytes) -> str:
@@ -82,7 +128,10 @@ def main() -> int:
                         return 1
                     continue
                 with open(path, "rb") as f:
-                    text += b"; ---- " + src.encode() + b"\n" + f.read() + b"\n"
+                    body = f.read()
+                if name == "tags":
+                    body = definitions_only(body.decode()).encode()
+                text += b"; ---- " + src.encode() + b"\n" + body + b"\n"
             if text:
                 rows.append((lang, name, text))
     with open(out + ".tmp", "w") as f:

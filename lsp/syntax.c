@@ -390,8 +390,10 @@ void lode_query_run(const lode_query *q, TSNode node, const char *src, size_t le
 }
 
 /* ---- built-in queries ---------------------------------------------------------- */
-#define N_QNAMES 3
-static const char *const g_qnames[N_QNAMES] = {"tags", "imports", "locals"};
+/* "symbols" is tags + imports compiled as one query, so extraction walks the
+ * tree once. */
+#define N_QNAMES 4
+static const char *const g_qnames[N_QNAMES] = {"tags", "imports", "locals", "symbols"};
 static lode_query *g_builtin[N_LANGS][N_QNAMES];
 static bool g_builtin_done[N_LANGS];
 static pthread_mutex_t g_builtin_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -412,15 +414,30 @@ const lode_query *lode_syntax_query(const lode_lang *l, const char *name) {
     if (!g_builtin_done[li]) {
         static bool registered;
         if (!registered) atexit(free_builtins), registered = true;
+        const lode__embedded_query *parts[2] = {NULL, NULL};
         for (size_t e = 0; e < lode__n_queries; e++) {
             const lode__embedded_query *eq = &lode__queries[e];
             if (strcmp(eq->lang, l->name) != 0) continue;
+            if (strcmp(eq->name, "tags") == 0) parts[0] = eq;
+            if (strcmp(eq->name, "imports") == 0) parts[1] = eq;
             for (size_t k = 0; k < N_QNAMES; k++) {
                 if (strcmp(eq->name, g_qnames[k]) != 0) continue;
                 lode_error err = {0};
                 g_builtin[li][k] = lode_query_new(l, eq->text, eq->len, &err);
                 if (!g_builtin[li][k]) lode_log(LODE_LOG_ERROR, "built-in %s/%s query: %s", l->name, eq->name, err.text);
             }
+        }
+        size_t tl = parts[0] ? parts[0]->len : 0, il = parts[1] ? parts[1]->len : 0;
+        if (tl + il) {
+            char *both = lode_xmalloc(tl + il + 2);
+            if (tl) memcpy(both, parts[0]->text, tl);
+            both[tl] = '\n';
+            if (il) memcpy(both + tl + 1, parts[1]->text, il);
+            both[tl + il + 1] = 0;
+            lode_error err = {0};
+            g_builtin[li][3] = lode_query_new(l, both, tl + il + 1, &err);
+            if (!g_builtin[li][3]) lode_log(LODE_LOG_ERROR, "built-in %s/symbols query: %s", l->name, err.text);
+            lode_free(both);
         }
         g_builtin_done[li] = true;
     }
@@ -601,6 +618,16 @@ static bool on_import(void *ud, const lode_query *q, const TSQueryMatch *m) {
     return true;
 }
 
+/* A match of the combined query: an import when it has an @import capture. */
+static bool on_symbol(void *ud, const lode_query *q, const TSQueryMatch *m) {
+    for (uint16_t i = 0; i < m->capture_count; i++) {
+        uint32_t cl;
+        const char *cn = lode_query_capture_name(q, m->captures[i].index, &cl);
+        if (cl == 6 && memcmp(cn, "import", 6) == 0) return on_import(ud, q, m);
+    }
+    return on_tag(ud, q, m);
+}
+
 static int kind_rank(lode_sym_kind k) {
     /* On duplicates (the same node captured by two patterns), the more
      * specific kind wins. */
@@ -655,9 +682,8 @@ lode_status lode_syntax_symbols(const lode_lang *l, const char *src, size_t len,
     }
     TSNode root = ts_tree_root_node(tree);
     sym_ctx sc = {.l = l, .src = src, .len = len};
-    const lode_query *tags = lode_syntax_query(l, "tags"), *imps = lode_syntax_query(l, "imports");
-    if (tags) lode_query_run(tags, root, src, len, 0, UINT32_MAX, on_tag, &sc);
-    if (imps) lode_query_run(imps, root, src, len, 0, UINT32_MAX, on_import, &sc);
+    const lode_query *both = lode_syntax_query(l, "symbols");
+    if (both) lode_query_run(both, root, src, len, 0, UINT32_MAX, on_symbol, &sc);
     if (own) ts_tree_delete(own);
 
     /* Sort, drop duplicates (same node from two patterns), link parents. */

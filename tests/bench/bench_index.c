@@ -1,0 +1,237 @@
+/*
+ * bench_index.c — workspace-index and incremental-reparse benchmarks
+ * (`make bench` runs it through tools/bench.sh).
+ *
+ *   bench_index gen DIR N          generate a mixed-language repository of N files under DIR
+ *   bench_index index ROOT...      cold scan (no cache), then a restart from the disk cache
+ *   bench_index reparse LINES      one-character edits in a LINES-line C and Python file
+ *
+ * Everything runs on one thread, so files/s is per core. Output: one JSON
+ * object per line.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lode_index.h"
+#include "lode_syntax.h"
+
+/* CPU time of this thread: the per-core cost even on a shared, loaded machine. */
+static double cpu_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void die(const char *m) {
+    fprintf(stderr, "bench_index: %s\n", m);
+    exit(1);
+}
+
+static uint64_t g_rng = 88172645463325252ull;
+static uint32_t rnd(uint32_t n) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng % n);
+}
+
+static void mkdir_p(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *s = buf + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        mkdir(buf, 0755);
+        *s = '/';
+    }
+    mkdir(buf, 0755);
+}
+
+/* ---- generator ---------------------------------------------------------------- */
+typedef struct tmpl {
+    const char *ext, *head, *unit; /* unit: printf format with %d for a unique id (used 4x) */
+} tmpl;
+
+static const tmpl k_tmpl[] = {
+    {".c", "#include <stdio.h>\n#include \"common.h\"\n\n",
+     "/* Compute the value for item %d. */\nstatic int item_%d(const int *v, int n) {\n    int s = 0;\n"
+     "    for (int i = 0; i < n; i++) s += v[i] * %d;\n    return s + helper_%d(n);\n}\n\n"},
+    {".py", "import os\nfrom .common import helper\n\n",
+     "def item_%d(values, n):\n    \"\"\"Compute the value.\"\"\"\n    total = 0\n    for v in values[:n]:\n"
+     "        total += v * %d\n    return total + helper(%d) + %d\n\n\n"},
+    {".js", "import { helper } from \"./common.js\";\n\n",
+     "export function item_%d(values, n) {\n  let s = 0;\n  for (let i = 0; i < n; i++) s += values[i] * %d;\n"
+     "  return s + helper(%d, %d);\n}\n\n"},
+    {".ts", "import { helper } from \"./common\";\n\n",
+     "export function item_%d(values: number[], n: number): number {\n  let s = 0;\n"
+     "  for (let i = 0; i < n; i++) s += values[i] * %d;\n  return s + helper(%d) + %d;\n}\n\n"},
+    {".go", "package gen\n\nimport \"fmt\"\n\n",
+     "func Item%d(values []int, n int) int {\n\ts := 0\n\tfor i := 0; i < n; i++ {\n\t\ts += values[i] * %d\n\t}\n"
+     "\tfmt.Println(%d)\n\treturn s + %d\n}\n\n"},
+    {".rs", "use crate::common::helper;\n\n",
+     "pub fn item_%d(values: &[i64], n: usize) -> i64 {\n    let mut s = 0;\n    for v in values.iter().take(n) {\n"
+     "        s += v * %d;\n    }\n    s + helper(%d) + %d\n}\n\n"},
+    {".java", "package gen;\n\nimport java.util.List;\n\npublic class Gen {\n",
+     "    public static int item%d(List<Integer> values, int n) {\n        int s = 0;\n"
+     "        for (int i = 0; i < n; i++) s += values.get(i) * %d;\n        return s + %d + %d;\n    }\n\n"},
+    {".lua", "local common = require(\"gen.common\")\nlocal M = {}\n\n",
+     "function M.item_%d(values, n)\n  local s = 0\n  for i = 1, n do s = s + values[i] * %d end\n"
+     "  return s + common.helper(%d) + %d\nend\n\n"},
+    {".rb", "require_relative \"common\"\n\nmodule Gen\n",
+     "  def self.item_%d(values, n)\n    s = 0\n    values.first(n).each { |v| s += v * %d }\n"
+     "    s + helper(%d) + %d\n  end\n\n"},
+    {".cpp", "#include <vector>\n#include \"common.hpp\"\n\nnamespace gen {\n\n",
+     "int item_%d(const std::vector<int> &v) {\n    int s = 0;\n    for (int x : v) s += x * %d;\n"
+     "    return s + helper(%d) + %d;\n}\n\n"},
+};
+
+static int gen(const char *dir, int n) {
+    char path[4096];
+    for (int i = 0; i < n; i++) {
+        const tmpl *t = &k_tmpl[i % (int)(sizeof k_tmpl / sizeof k_tmpl[0])];
+        snprintf(path, sizeof path, "%s/pkg%02d/mod%02d", dir, i % 37, (i / 37) % 23);
+        mkdir_p(path);
+        snprintf(path + strlen(path), sizeof path - strlen(path), "/file%05d%s", i, t->ext);
+        FILE *f = fopen(path, "w");
+        if (!f) die(strerror(errno));
+        fputs(t->head, f);
+        int units = 4 + (int)rnd(28); /* ~30-260 lines per file */
+        for (int u = 0; u < units; u++) {
+            int id = i * 100 + u;
+            fprintf(f, t->unit, id, id, id, id);
+        }
+        if (!strcmp(t->ext, ".java")) fputs("}\n", f);
+        if (!strcmp(t->ext, ".rb")) fputs("end\n", f);
+        if (!strcmp(t->ext, ".cpp")) fputs("}  // namespace gen\n", f);
+        if (!strcmp(t->ext, ".lua")) fputs("return M\n", f);
+        fclose(f);
+    }
+    return 0;
+}
+
+/* ---- index ----------------------------------------------------------------------- */
+static int bench_index(const char *const *roots, size_t n_roots) {
+    char cache[256];
+    snprintf(cache, sizeof cache, "/tmp/lode-bench-index-%ld", (long)getpid());
+    mkdir_p(cache);
+    lode_index_opts o = {.cache_dir = cache, .no_watch = true};
+    lode_error err = {0};
+    double t0 = lode_time_s(), c0 = cpu_s();
+    lode_index *ix = lode_index_open(roots, n_roots, &o, &err);
+    if (!ix) die(err.text);
+    if (lode_index_scan(ix, &err) != LODE_OK) die(err.text);
+    double t1 = lode_time_s(), c1 = cpu_s();
+    lode_index_stats st;
+    lode_index_get_stats(ix, &st);
+    /* bytes parsed, for MB/s */
+    size_t bytes = 0;
+    for (size_t i = 0; i < lode_index_n_files(ix); i++) {
+        struct stat s;
+        if (stat(lode_index_file_at(ix, i), &s) == 0) bytes += (size_t)s.st_size;
+    }
+    /* lookups: every definition name of the first 500 files */
+    size_t lookups = 0, hits = 0;
+    double l0 = lode_time_s();
+    for (size_t i = 0; i < lode_index_n_files(ix) && i < 500; i++) {
+        const lode_file_syms *fs = lode_index_file(ix, lode_index_file_at(ix, i));
+        for (size_t k = 0; fs && k < fs->n_syms; k++) {
+            lode_def d[4];
+            hits += lode_index_lookup(ix, fs->syms[k].name, d, 4) > 0;
+            lookups++;
+        }
+    }
+    double l1 = lode_time_s();
+    lode_index_free(ix); /* also writes the cache */
+    double t2 = lode_time_s();
+    ix = lode_index_open(roots, n_roots, &o, &err);
+    if (!ix || lode_index_scan(ix, &err) != LODE_OK) die(err.text);
+    double t3 = lode_time_s();
+    lode_index_stats st2;
+    lode_index_get_stats(ix, &st2);
+    lode_index_free(ix);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
+    if (system(cmd) != 0) fprintf(stderr, "bench_index: could not remove %s\n", cache);
+    printf("{\"files\": %zu, \"defs\": %zu, \"mbytes\": %.1f, \"cold_cpu_s\": %.3f, \"cold_files_per_cpu_s\": %.0f, "
+           "\"cold_s\": %.3f, \"cold_files_per_s\": %.0f, "
+           "\"cold_mb_per_s\": %.1f, \"skipped_ignored\": %zu, \"skipped_large\": %zu, \"skipped_binary\": %zu, "
+           "\"skipped_generated\": %zu, \"cache_save_s\": %.3f, \"warm_s\": %.3f, \"warm_files_per_s\": %.0f, "
+           "\"warm_parsed\": %zu, \"warm_cache_hits\": %zu, \"lookup_us\": %.2f, \"lookup_hits\": %zu}\n",
+           st.files, st.defs, bytes / 1e6, c1 - c0, st.files / (c1 - c0), t1 - t0, st.files / (t1 - t0), bytes / 1e6 / (t1 - t0), st.skipped_ignored,
+           st.skipped_large, st.skipped_binary, st.skipped_generated, t2 - l1, t3 - t2, st2.files / (t3 - t2),
+           st2.parsed, st2.cache_hits, lookups ? (l1 - l0) * 1e6 / lookups : 0.0, hits);
+    return 0;
+}
+
+/* ---- reparse ------------------------------------------------------------------------ */
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void bench_reparse_lang(const char *lang, const char *unit, int lines_per_unit, int lines) {
+    (void)lines_per_unit;
+    size_t cap = (size_t)lines * 64 + 4096, n = 0;
+    char *src = malloc(cap);
+    int real_lines = 0;
+    for (int u = 0; real_lines < lines && n + strlen(unit) + 64 < cap; u++) {
+        size_t k = (size_t)snprintf(src + n, cap - n, unit, u, u, u, u);
+        for (size_t i = n; i < n + k; i++) real_lines += src[i] == '\n';
+        n += k;
+    }
+    const lode_lang *l = lode_lang_for_id(lang);
+    double f0 = lode_time_s();
+    lode_sdoc *d = lode_sdoc_new(l, src, n);
+    double f1 = lode_time_s();
+    if (!d) die("sdoc");
+    enum { EDITS = 400 };
+    double *t = malloc(EDITS * sizeof *t), *c = malloc(EDITS * sizeof *c);
+    for (int e = 0; e < EDITS; e++) {
+        /* a one-character edit at a random spot, alternating insert/delete so the
+         * document stays the same size: type 'x', then delete it */
+        size_t len;
+        const char *txt = lode_sdoc_text(d, &len);
+        static size_t at;
+        if (e % 2 == 0) at = rnd((uint32_t)len);
+        (void)txt;
+        double a = lode_time_s(), ca = cpu_s();
+        lode_status s = e % 2 == 0 ? lode_sdoc_edit(d, at, at, "x", 1, NULL) : lode_sdoc_edit(d, at, at + 1, "", 0, NULL);
+        t[e] = lode_time_s() - a;
+        c[e] = cpu_s() - ca;
+        if (s != LODE_OK) die("edit");
+    }
+    qsort(t, EDITS, sizeof *t, cmp_d);
+    qsort(c, EDITS, sizeof *c, cmp_d);
+    double sum = 0, csum = 0;
+    for (int e = 0; e < EDITS; e++) sum += t[e], csum += c[e];
+    printf("{\"lang\": \"%s\", \"lines\": %d, \"bytes\": %zu, \"full_parse_ms\": %.2f, \"edits\": %d, "
+           "\"reparse_ms_mean\": %.3f, \"reparse_ms_p50\": %.3f, \"reparse_ms_p99\": %.3f, \"reparse_ms_max\": %.3f, "
+           "\"reparse_cpu_ms_mean\": %.3f, \"reparse_cpu_ms_p50\": %.3f, \"reparse_cpu_ms_p99\": %.3f}\n",
+           lang, real_lines, n, (f1 - f0) * 1e3, EDITS, sum / EDITS * 1e3, t[EDITS / 2] * 1e3,
+           t[EDITS * 99 / 100] * 1e3, t[EDITS - 1] * 1e3, csum / EDITS * 1e3, c[EDITS / 2] * 1e3,
+           c[EDITS * 99 / 100] * 1e3);
+    free(t);
+    free(c);
+    lode_sdoc_free(d);
+    free(src);
+}
+
+static int bench_reparse(int lines) {
+    bench_reparse_lang("c", k_tmpl[0].unit, 8, lines);
+    bench_reparse_lang("python", k_tmpl[1].unit, 9, lines);
+    bench_reparse_lang("typescript", k_tmpl[3].unit, 7, lines);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 4 && !strcmp(argv[1], "gen")) return gen(argv[2], atoi(argv[3]));
+    if (argc >= 3 && !strcmp(argv[1], "index")) return bench_index((const char *const *)argv + 2, (size_t)argc - 2);
+    if (argc >= 3 && !strcmp(argv[1], "reparse")) return bench_reparse(atoi(argv[2]));
+    fprintf(stderr, "usage: bench_index gen DIR N | index ROOT... | reparse LINES\n");
+    return 2;
+}
