@@ -910,3 +910,34 @@ extern "C" lode_status lode_cuda_test_rope(float *x, int64_t n, int64_t n_pairs,
     check(c, cudaMemcpy(x, dx, sizeof(float) * (size_t)(n * d), cudaMemcpyDeviceToHost), "copy");
     return report(c, err, "test rope");
 }
+
+extern "C" lode_status lode_cuda_measure_bandwidth(double *gbps, lode_error *err) {
+    *gbps = 0;
+    test_ctx t(err);
+    if (!t.ok) return err->status;
+    ctx *c = &t.c;
+    const size_t bytes = (size_t)4 << 30;
+    const int blocks = c->sms * 8;
+    float4 *buf = (float4 *)arena(c, bytes);
+    float *out = A(float, blocks);
+    if (!buf || !out) return report(c, err, "bandwidth probe");
+    check(c, cudaMemsetAsync(buf, 0, bytes, c->st), "memset");
+    check(c, cudaMemsetAsync(out, 0, sizeof(float) * (size_t)blocks, c->st), "memset");
+    cudaEvent_t e0, e1;
+    check(c, cudaEventCreate(&e0), "event");
+    check(c, cudaEventCreate(&e1), "event");
+    read_probe(c, buf, (int64_t)(bytes / 16), out, blocks); // warm-up
+    const int reps = 10;
+    check(c, cudaEventRecord(e0, c->st), "event");
+    for (int i = 0; i < reps; i++) read_probe(c, buf, (int64_t)(bytes / 16), out, blocks);
+    check(c, cudaEventRecord(e1, c->st), "event");
+    check(c, cudaEventSynchronize(e1), "event");
+    float ms = 0;
+    check(c, cudaEventElapsedTime(&ms, e0, e1), "event");
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    lode_status s = report(c, err, "bandwidth probe");
+    if (s) return s;
+    *gbps = ms > 0 ? (double)bytes * reps / (ms * 1e-3) / 1e9 : 0;
+    return LODE_OK;
+}

@@ -139,6 +139,8 @@ bool flash(ctx *c, const float *Q, int64_t ldq, int64_t hsq, const float *K, int
            const float *V, int64_t ldv, int64_t hsv, int64_t nq, int64_t nh, int64_t nkvh, int64_t dqk, int64_t dv,
            const int32_t *pos, int64_t nk, float scale, float *O, int64_t ldo, int64_t hso);
 bool kernels_init(ctx *c, lode_error *err);
+// Stream-read n float4 (sum into out[block]) — bandwidth probe.
+void read_probe(ctx *c, const float4 *src, int64_t n, float *out, int blocks);
 
 } // namespace lcu
 

@@ -801,6 +801,20 @@ bool flash(ctx *c, const float *Q, int64_t ldq, int64_t hsq, const float *K, int
     return LAUNCH_CHECK(c, "flash attention");
 }
 
+__global__ void k_read_probe(const float4 *__restrict__ src, int64_t n, float *out) {
+    float acc = 0.f;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const float4 v = __ldcs(src + i);
+        acc += v.x + v.y + v.z + v.w;
+    }
+    acc = warp_sum(acc);
+    if ((threadIdx.x & 31) == 0) atomicAdd(out + blockIdx.x, acc);
+}
+void read_probe(ctx *c, const float4 *src, int64_t n, float *out, int blocks) {
+    k_read_probe<<<blocks, 512, 0, c->st>>>(src, n, out);
+    LAUNCH_CHECK(c, "read probe");
+}
+
 // Shared-memory limits: opt in to what the model's shapes need.
 bool kernels_init(ctx *c, lode_error *err) {
     (void)err;

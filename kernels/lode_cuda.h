@@ -78,6 +78,10 @@ lode_status lode_cuda_test_rmsnorm(const float *x, const float *w, int64_t n, in
 lode_status lode_cuda_test_rope(float *x, int64_t n, int64_t n_pairs, const float *theta, const int64_t *pos,
                                 bool neox, float mag, lode_error *err);
 
+/* Device 0's sustained HBM read bandwidth (GB/s, 1e9 bytes), measured by
+ * a streaming read kernel over a 4 GiB buffer: the decode roofline. */
+lode_status lode_cuda_measure_bandwidth(double *read_gbps, lode_error *err);
+
 #ifdef __cplusplus
 }
 #endif
