@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,20 +286,85 @@ static char *read_file(const char *path, size_t max, size_t *len, struct stat *s
     return buf;
 }
 
-static bool extract(lode_index *ix, const lode_lang *l, const char *text, size_t len, lode_file_syms *out) {
+static bool extract(const lode_lang *l, const char *text, size_t len, lode_file_syms *out) {
     lode_error err = {0};
-    ix->st.parsed++;
     if (lode_syntax_symbols(l, text, len, NULL, out, &err) != LODE_OK) {
         lode_log(LODE_LOG_WARN, "index: %s", err.text);
+        memset(out, 0, sizeof *out);
         return false;
     }
     return true;
 }
 
 typedef enum { IX_ADDED, IX_SAME, IX_SKIPPED } ix_result;
+enum { JOB_OK, JOB_BIG, JOB_BINARY, JOB_GENERATED, JOB_UNREADABLE };
+
+/* Read + check + parse one file: touches nothing shared (runs on worker threads). */
+static void job_run(lode__ixjob *j, size_t max_bytes) {
+    size_t len = 0;
+    bool big;
+    char *text = read_file(j->path, max_bytes, &len, &j->st, &big);
+    if (!text) j->outcome = big ? JOB_BIG : JOB_UNREADABLE;
+    else if (looks_binary(text, len)) j->outcome = JOB_BINARY;
+    else if (looks_generated(text, len)) j->outcome = JOB_GENERATED;
+    else {
+        j->outcome = JOB_OK;
+        if (!j->overlay) {
+            extract(j->lang, text, len, &j->fs);
+            j->parsed = true;
+        }
+    }
+    lode_free(text);
+}
+
+/* Merge a finished job into the index (main thread). */
+static ix_result job_apply(lode_index *ix, lode__ixjob *j) {
+    lode__ixfile *f = lode__ix_file(ix, j->path);
+    if (j->parsed) ix->st.parsed++;
+    if (j->outcome != JOB_OK) {
+        if (j->outcome == JOB_BIG) ix->st.skipped_large++;
+        else if (j->outcome == JOB_BINARY) ix->st.skipped_binary++;
+        else if (j->outcome == JOB_GENERATED) ix->st.skipped_generated++;
+        if (f && !f->overlay) lode__ix_remove_file(ix, f);
+        else if (f) f->seen = true;
+        return IX_SKIPPED;
+    }
+    ix->cache_dirty = true;
+    const struct stat *st = &j->st;
+    if (f && f->overlay) {
+        /* The open document wins; remember the disk state only. */
+        f->size = (uint64_t)st->st_size, f->mtime_ns = mtime_ns(st), f->ino = (uint64_t)st->st_ino;
+        f->seen = true;
+        lode_file_syms_clear(&j->fs);
+        return IX_SAME;
+    }
+    if (!f && ix->files.n >= ix->max_files) { /* queued before the limit was reached */
+        ix->st.skipped_limit++;
+        lode_file_syms_clear(&j->fs);
+        return IX_SKIPPED;
+    }
+    if (!f) {
+        f = lode_xcalloc(1, sizeof *f);
+        f->path = lode_xstrdup(j->path);
+        f->root = (uint32_t)j->root;
+        f->lang = j->lang;
+        f->syms = j->fs;
+        memset(&j->fs, 0, sizeof j->fs);
+        lode__ix_add_file(ix, f);
+    } else {
+        file_set_syms(ix, f, &j->fs);
+        f->lang = j->lang;
+    }
+    f->from_cache = false;
+    f->size = (uint64_t)st->st_size, f->mtime_ns = mtime_ns(st), f->ino = (uint64_t)st->st_ino;
+    f->seen = true;
+    return IX_ADDED;
+}
 
 /* Index one regular file (canonical path inside root r; ignore rules already
- * applied). Reuses the entry when size/mtime/inode are unchanged. */
+ * applied). Reuses the entry when size/mtime/inode are unchanged. During a
+ * scan the work is queued (run_jobs parses the queue on several threads);
+ * otherwise it is done now. */
 static ix_result index_one(lode_index *ix, size_t r, const char *path, const struct stat *pre) {
     const lode_lang *l = lode_lang_for_path(path);
     if (!l) return IX_SKIPPED;
@@ -317,45 +384,61 @@ static ix_result index_one(lode_index *ix, size_t r, const char *path, const str
         ix->st.skipped_limit++;
         return IX_SKIPPED;
     }
-    size_t len = 0;
-    struct stat st;
-    bool big;
-    char *text = read_file(path, ix->max_file_bytes, &len, &st, &big);
-    if (!text || looks_binary(text, len) || looks_generated(text, len)) {
-        if (big) ix->st.skipped_large++;
-        else if (text && looks_binary(text, len)) ix->st.skipped_binary++;
-        else if (text) ix->st.skipped_generated++;
-        lode_free(text);
-        if (f && !f->overlay) lode__ix_remove_file(ix, f);
-        else if (f) f->seen = true;
-        return IX_SKIPPED;
+    if (f) f->seen = true; /* not dropped while its job is pending */
+    lode__ixjob j = {.path = lode_xstrdup(path), .root = r, .lang = l, .overlay = f && f->overlay};
+    if (ix->collect) {
+        if (ix->n_jobs == ix->cap_jobs) {
+            ix->cap_jobs = ix->cap_jobs ? ix->cap_jobs * 2 : 256;
+            ix->jobs = lode_xrealloc(ix->jobs, ix->cap_jobs * sizeof *ix->jobs);
+        }
+        ix->jobs[ix->n_jobs++] = j;
+        return IX_ADDED;
     }
-    ix->cache_dirty = true;
-    if (f && f->overlay) {
-        /* The open document wins; remember the disk state only. */
-        f->size = (uint64_t)st.st_size, f->mtime_ns = mtime_ns(&st), f->ino = (uint64_t)st.st_ino;
-        f->seen = true;
-        lode_free(text);
-        return IX_SAME;
+    job_run(&j, ix->max_file_bytes);
+    ix_result res = job_apply(ix, &j);
+    lode_free(j.path);
+    return res;
+}
+
+typedef struct job_pool {
+    lode__ixjob *jobs;
+    size_t n, max_bytes;
+    _Atomic size_t next;
+} job_pool;
+
+static void *job_worker(void *arg) {
+    job_pool *p = arg;
+    for (;;) {
+        size_t i = atomic_fetch_add(&p->next, 1);
+        if (i >= p->n) break;
+        job_run(&p->jobs[i], p->max_bytes);
     }
-    lode_file_syms fs;
-    if (!extract(ix, l, text, len, &fs)) memset(&fs, 0, sizeof fs);
-    lode_free(text);
-    if (!f) {
-        f = lode_xcalloc(1, sizeof *f);
-        f->path = lode_xstrdup(path);
-        f->root = (uint32_t)r;
-        f->lang = l;
-        f->syms = fs;
-        lode__ix_add_file(ix, f);
+    return NULL;
+}
+
+/* Parse the queued files on ix->threads threads, then merge them in queue
+ * order (the result does not depend on the thread count). */
+static void run_jobs(lode_index *ix) {
+    job_pool p = {.jobs = ix->jobs, .n = ix->n_jobs, .max_bytes = ix->max_file_bytes};
+    atomic_init(&p.next, 0);
+    unsigned nt = ix->threads;
+    if (nt > 1 && p.n >= 16) {
+        pthread_t th[LODE_INDEX_MAX_THREADS];
+        unsigned started = 0;
+        for (unsigned t = 0; t + 1 < nt && t < LODE_INDEX_MAX_THREADS; t++) {
+            if (pthread_create(&th[started], NULL, job_worker, &p) == 0) started++;
+        }
+        job_worker(&p);
+        for (unsigned t = 0; t < started; t++) pthread_join(th[t], NULL);
     } else {
-        file_set_syms(ix, f, &fs);
-        f->lang = l;
+        job_worker(&p);
     }
-    f->from_cache = false;
-    f->size = (uint64_t)st.st_size, f->mtime_ns = mtime_ns(&st), f->ino = (uint64_t)st.st_ino;
-    f->seen = true;
-    return IX_ADDED;
+    for (size_t i = 0; i < ix->n_jobs; i++) {
+        job_apply(ix, &ix->jobs[i]);
+        lode_file_syms_clear(&ix->jobs[i].fs);
+        lode_free(ix->jobs[i].path);
+    }
+    ix->n_jobs = 0;
 }
 
 /* ---- watching ------------------------------------------------------------------------ */
@@ -477,6 +560,13 @@ lode_index *lode_index_open(const char *const *roots, size_t n_roots, const lode
     ix->max_file_bytes = o && o->max_file_bytes ? o->max_file_bytes : DEFAULT_MAX_BYTES;
     ix->max_files = o && o->max_files ? o->max_files : DEFAULT_MAX_FILES;
     ix->no_watch = o && o->no_watch;
+    if (o && o->threads) {
+        ix->threads = o->threads;
+    } else {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        ix->threads = nc > 0 ? (unsigned)nc : 1;
+    }
+    if (ix->threads > LODE_INDEX_MAX_THREADS) ix->threads = LODE_INDEX_MAX_THREADS;
     ix->roots = lode_xcalloc(n_roots, sizeof *ix->roots);
     ix->root_len = lode_xcalloc(n_roots, sizeof *ix->root_len);
     ix->cache_paths = lode_xcalloc(n_roots, sizeof *ix->cache_paths);
@@ -550,7 +640,10 @@ lode_status lode_index_scan(lode_index *ix, lode_error *err) {
         lode__ixfile *f = lode__smap_at(&ix->files, i);
         if (f) f->seen = false;
     }
+    ix->collect = true;
     for (size_t r = 0; r < ix->n_roots; r++) walk(ix, r, ix->roots[r]);
+    ix->collect = false;
+    run_jobs(ix);
     drop_unseen(ix);
     ix->scanned = true;
     lode_status s = LODE_OK;
@@ -602,7 +695,7 @@ void lode_index_free(lode_index *ix) {
     lode_free(ix->wd_dirs);
     if (ix->ifd >= 0) close(ix->ifd);
     lode_free(ix->sorted);
-    lode_free(ix->resolve_buf);
+    lode_free(ix->jobs);
     lode_free(ix);
 }
 
@@ -630,7 +723,8 @@ lode_status lode_index_update(lode_index *ix, const char *path, const char *text
         return LODE_OK; /* unchanged */
     }
     lode_file_syms fs;
-    if (!extract(ix, l, text ? text : "", len, &fs)) memset(&fs, 0, sizeof fs);
+    extract(l, text ? text : "", len, &fs);
+    ix->st.parsed++;
     char *copy = lode_xmalloc(len + 1);
     if (len) memcpy(copy, text, len);
     copy[len] = 0;

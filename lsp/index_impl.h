@@ -5,6 +5,8 @@
 #ifndef LODE_INDEX_IMPL_H
 #define LODE_INDEX_IMPL_H
 
+#include <sys/stat.h>
+
 #include "lode_index.h"
 
 /* ---- string-keyed hash map (open addressing, tombstones) -------------------- */
@@ -56,6 +58,20 @@ typedef struct lode__ixfile {
     bool seen, from_cache;
 } lode__ixfile;
 
+/* A file to read and parse during a scan (index.c). */
+typedef struct lode__ixjob {
+    char *path;
+    size_t root;
+    const lode_lang *lang;
+    bool overlay;   /* an open document: read for the checks, not parsed */
+    int outcome;    /* results, filled by the worker */
+    bool parsed;
+    struct stat st;
+    lode_file_syms fs;
+} lode__ixjob;
+
+#define LODE_INDEX_MAX_THREADS 16
+
 typedef struct lode__nent {
     lode__ixfile *f;
     uint32_t sym;
@@ -88,7 +104,10 @@ struct lode_index {
     size_t n_wd;
     bool cache_dirty, scanned;
     lode_index_stats st;
-    char *resolve_buf;    /* the last resolve_import result storage */
+    unsigned threads;     /* parse threads for scans */
+    lode__ixjob *jobs;    /* files queued by the walk of a scan */
+    size_t n_jobs, cap_jobs;
+    bool collect;         /* queue instead of parsing now (during a scan's walk) */
 };
 
 typedef struct lode__ixlist {

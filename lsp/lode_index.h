@@ -44,6 +44,7 @@ typedef struct lode_index_opts {
     size_t max_files;      /* 0: 100000; files past it are skipped (counted) */
     const char *cache_dir; /* NULL: $XDG_CACHE_HOME/lode/index or ~/.cache/lode/index; "" disables the cache */
     bool no_watch;         /* true: no inotify (lode_index_poll does nothing) */
+    unsigned threads;      /* threads parsing during a scan: 0 = one per CPU (at most 16), 1 = the caller's only */
 } lode_index_opts;
 
 /* roots: directories (copied, canonicalised; a missing one is an error).

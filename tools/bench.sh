@@ -59,16 +59,17 @@ echo
 echo "## tokenizer encode speed"
 tools/bench_tokenizer.sh "$BUILD"
 echo
-echo "## workspace index and incremental reparse (tests/bench/bench_index.c, 1 thread)"
+echo "## workspace index and incremental reparse (tests/bench/bench_index.c; 1 thread unless said)"
 # A generated mixed-language repository (10 languages, 30-260 lines per file),
 # cached outside git; plus /usr/include as real code nobody here wrote.
 REPO="$DIR/index-repo-5000"
 if [ ! -f "$REPO/.complete" ]; then rm -rf "$REPO"; "$BUILD/bench_index" gen "$REPO" 5000; touch "$REPO/.complete"; fi
 IDX_ROOTS=("$REPO"); [ -d /usr/include ] && IDX_ROOTS+=(/usr/include)
 printf "| corpus | files | MB | defs | cold scan CPU s | files per CPU-s | cold scan wall s | files/s wall | restart from cache s | re-parsed on restart | lookup µs |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
-for R in "${IDX_ROOTS[@]}"; do
-  J=$("$BUILD/bench_index" index "$R")
-  python3 -c 'import json,sys; d=json.loads(sys.argv[2]); print(f"| {sys.argv[1]} | {d[\"files\"]} | {d[\"mbytes\"]} | {d[\"defs\"]} | {d[\"cold_cpu_s\"]:.2f} | {d[\"cold_files_per_cpu_s\"]:.0f} | {d[\"cold_s\"]:.2f} | {d[\"cold_files_per_s\"]:.0f} | {d[\"warm_s\"]:.3f} | {d[\"warm_parsed\"]} | {d[\"lookup_us\"]:.2f} |")' "$R" "$J"
+for R in "${IDX_ROOTS[@]}" "$REPO (threads: $(nproc))"; do
+  T=1; case "$R" in *"(threads: "*) T=$(nproc); R="$REPO";; esac
+  J=$(LODE_INDEX_THREADS=$T "$BUILD/bench_index" index "$R")
+  python3 -c 'import json,sys; d=json.loads(sys.argv[2]); print(f"| {sys.argv[1]}{\" (\"+str(d[\"threads\"])+\" threads)\" if d[\"threads\"]>1 else \"\"} | {d[\"files\"]} | {d[\"mbytes\"]} | {d[\"defs\"]} | {d[\"cold_cpu_s\"]:.2f} | {d[\"cold_files_per_cpu_s\"]:.0f} | {d[\"cold_s\"]:.2f} | {d[\"cold_files_per_s\"]:.0f} | {d[\"warm_s\"]:.3f} | {d[\"warm_parsed\"]} | {d[\"lookup_us\"]:.2f} |")' "$R" "$J"
 done
 echo
 printf "| language | lines | full parse ms | one-char edit reparse ms (wall): mean | p50 | p99 | max | CPU ms: mean | p50 | p99 |\n|---|---|---|---|---|---|---|---|---|---|\n"

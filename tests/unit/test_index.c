@@ -531,6 +531,40 @@ Test(index, corrupt_cache_ignored) {
     free(good);
 }
 
+Test(index, threads_do_not_change_the_result) {
+    make_tree(150);
+    put("bin.c", "int x;");
+    const char *roots[] = {at("ws")};
+    lode_index *ix[2];
+    for (int k = 0; k < 2; k++) {
+        lode_index_opts o = {.cache_dir = "", .no_watch = true, .threads = k ? 4 : 1};
+        ix[k] = lode_index_open(roots, 1, &o, NULL);
+        cr_assert_eq(lode_index_scan(ix[k], NULL), LODE_OK);
+    }
+    cr_assert_eq(lode_index_n_files(ix[0]), 151);
+    cr_assert_eq(lode_index_n_files(ix[1]), 151);
+    for (size_t i = 0; i < 151; i++) {
+        const char *p = lode_index_file_at(ix[0], i);
+        cr_assert_str_eq(p, lode_index_file_at(ix[1], i));
+        const lode_file_syms *a = lode_index_file(ix[0], p), *b = lode_index_file(ix[1], p);
+        cr_assert_eq(a->n_syms, b->n_syms);
+        for (size_t k = 0; k < a->n_syms; k++) {
+            cr_assert_str_eq(a->syms[k].name, b->syms[k].name);
+            cr_assert_eq(a->syms[k].start, b->syms[k].start);
+            cr_assert_eq(a->syms[k].sig_end, b->syms[k].sig_end);
+        }
+    }
+    lode_index_stats s0, s1;
+    lode_index_get_stats(ix[0], &s0);
+    lode_index_get_stats(ix[1], &s1);
+    cr_assert_eq(s0.parsed, 151);
+    cr_assert_eq(s1.parsed, 151);
+    cr_assert_eq(s0.defs, s1.defs);
+    cr_assert_eq(s0.defs, 301); /* fn_i and Ci per file, and bin.c's x */
+    lode_index_free(ix[0]);
+    lode_index_free(ix[1]);
+}
+
 Test(index, open_errors) {
     lode_error err = {0};
     const char *bad[] = {at("does-not-exist")};
