@@ -496,6 +496,7 @@ static void walk(lode_index *ix, size_t r, const char *start) {
             unsigned char t = de->d_type;
             struct stat st;
             bool have_st = false;
+            if (t == DT_REG && !lode_lang_for_path(nm)) goto next; /* not source: no syscall */
             if (t == DT_UNKNOWN || t == DT_REG) {
                 if (lstat(p, &st) != 0) goto next;
                 have_st = true;

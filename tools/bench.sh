@@ -65,14 +65,30 @@ echo "## workspace index and incremental reparse (tests/bench/bench_index.c; 1 t
 REPO="$DIR/index-repo-5000"
 if [ ! -f "$REPO/.complete" ]; then rm -rf "$REPO"; "$BUILD/bench_index" gen "$REPO" 5000; touch "$REPO/.complete"; fi
 IDX_ROOTS=("$REPO"); [ -d /usr/include ] && IDX_ROOTS+=(/usr/include)
-printf "| corpus | files | MB | defs | cold scan CPU s | files per CPU-s | cold scan wall s | files/s wall | restart from cache s | re-parsed on restart | lookup µs |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
-for R in "${IDX_ROOTS[@]}" "$REPO (threads: $(nproc))"; do
-  T=1; case "$R" in *"(threads: "*) T=$(nproc); R="$REPO";; esac
-  J=$(LODE_INDEX_THREADS=$T "$BUILD/bench_index" index "$R")
-  python3 -c 'import json,sys; d=json.loads(sys.argv[2]); print(f"| {sys.argv[1]}{\" (\"+str(d[\"threads\"])+\" threads)\" if d[\"threads\"]>1 else \"\"} | {d[\"files\"]} | {d[\"mbytes\"]} | {d[\"defs\"]} | {d[\"cold_cpu_s\"]:.2f} | {d[\"cold_files_per_cpu_s\"]:.0f} | {d[\"cold_s\"]:.2f} | {d[\"cold_files_per_s\"]:.0f} | {d[\"warm_s\"]:.3f} | {d[\"warm_parsed\"]} | {d[\"lookup_us\"]:.2f} |")' "$R" "$J"
-done
+{
+  for R in "${IDX_ROOTS[@]}"; do
+    printf '%s\t' "$R"; LODE_INDEX_THREADS=1 "$BUILD/bench_index" index "$R"
+  done
+  printf '%s\t' "$REPO"; LODE_INDEX_THREADS=$(nproc) "$BUILD/bench_index" index "$REPO"
+} | python3 -c '
+import json, sys
+print("| corpus | threads | files | MB | defs | cold scan CPU s | files per CPU-s | cold scan wall s | files/s wall | restart from cache s | re-parsed on restart | lookup µs |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for line in sys.stdin:
+    name, js = line.split("\t", 1)
+    d = json.loads(js)
+    print("| %s | %d | %d | %.1f | %d | %.2f | %.0f | %.2f | %.0f | %.3f | %d | %.2f |" % (
+        name, d["threads"], d["files"], d["mbytes"], d["defs"], d["cold_cpu_s"], d["cold_files_per_cpu_s"],
+        d["cold_s"], d["cold_files_per_s"], d["warm_s"], d["warm_parsed"], d["lookup_us"]))
+'
 echo
-printf "| language | lines | full parse ms | one-char edit reparse ms (wall): mean | p50 | p99 | max | CPU ms: mean | p50 | p99 |\n|---|---|---|---|---|---|---|---|---|---|\n"
-"$BUILD/bench_index" reparse 5000 | python3 -c 'import json,sys
-for l in sys.stdin:
-    d=json.loads(l); print(f"| {d[\"lang\"]} | {d[\"lines\"]} | {d[\"full_parse_ms\"]:.1f} | {d[\"reparse_ms_mean\"]:.3f} | {d[\"reparse_ms_p50\"]:.3f} | {d[\"reparse_ms_p99\"]:.3f} | {d[\"reparse_ms_max\"]:.3f} | {d[\"reparse_cpu_ms_mean\"]:.3f} | {d[\"reparse_cpu_ms_p50\"]:.3f} | {d[\"reparse_cpu_ms_p99\"]:.3f} |")'
+"$BUILD/bench_index" reparse 5000 | python3 -c '
+import json, sys
+print("| language | lines | full parse ms | one-char edit reparse ms (wall): mean | p50 | p99 | max | CPU ms: mean | p50 | p99 |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for line in sys.stdin:
+    d = json.loads(line)
+    print("| %s | %d | %.1f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |" % (
+        d["lang"], d["lines"], d["full_parse_ms"], d["reparse_ms_mean"], d["reparse_ms_p50"], d["reparse_ms_p99"],
+        d["reparse_ms_max"], d["reparse_cpu_ms_mean"], d["reparse_cpu_ms_p50"], d["reparse_cpu_ms_p99"]))
+'
