@@ -320,8 +320,10 @@ struct lode_cuda_model {
     dmat output;
     float *output_norm = nullptr;
     float *theta = nullptr;
+    void *graphs = nullptr; // std::vector<graph_ent> (decode CUDA graphs)
     char desc[512];
 };
+static void graphs_free(lode_cuda_model *cm);
 
 struct dev_kv {
     float *d = nullptr;
@@ -460,6 +462,7 @@ extern "C" lode_status lode_cuda_model_new(lode_model *m, lode_cuda_model **out,
 
 extern "C" void lode_cuda_model_free(lode_cuda_model *cm) {
     if (!cm) return;
+    graphs_free(cm);
     ctx_free(&cm->c);
     delete cm;
 }
@@ -491,6 +494,7 @@ struct chunk_plan {
     std::vector<int32_t> kc, koff, nk;
     std::vector<int32_t> orow; // local rows whose logits are wanted, in batch order
     int64_t n_abs = 0, nk_max = 0;
+    int64_t nk_split = 0; // key bound the split-KV grid is sized by (nk_max, or the cache size for graphs)
 };
 
 // Group the chunk's tokens by sequence (absorbed groups first), so that every
@@ -549,6 +553,7 @@ void plan_chunk(const lode_model *m, const lode_kv *kv, const lode_eval_plan *p,
     }
     for (int64_t i = c0; i < c1; i++)
         if (!want || want[i]) cp->orow.push_back((int32_t)local[(size_t)(i - c0)]);
+    cp->nk_split = cp->nk_max;
 }
 
 struct dev_plan {
@@ -679,7 +684,7 @@ static lode_status ds_layer(lode_cuda_model *cm, const lode_model *m, float *kvl
         check(c, cudaMemcpy2DAsync(qf + dc, (size_t)D * 4, q + dn, (size_t)dqk * 4, (size_t)dr * 4, (size_t)(na * nh),
                                    cudaMemcpyDeviceToDevice, c->st),
               "q_pe copy");
-        if (!mla_attend(c, qf, na, nh, dc, dr, kvl, width, dp.kc, dp.koff, dp.nk, cp.nk_max, m->attn_scale, lat))
+        if (!mla_attend(c, qf, na, nh, dc, dr, kvl, width, dp.kc, dp.koff, dp.nk, cp.nk_split, m->attn_scale, lat))
             return report(c, err, "attention");
         mv_grouped(c, L.wuv, dv, nullptr, nh, lat, dc, 1, na * nh, att, dv);
     }
@@ -740,6 +745,73 @@ static int64_t chunk_limit(void) {
     return v > 0 ? v : 4096;
 }
 
+// CUDA graphs for decode: a pass of <= 8 tokens of deepseek2, all in the
+// absorbed form, has no host synchronization and, when its scratch and plan
+// buffers are sized by bounds (not by the context length), the same kernels
+// with the same arguments every step: the per-step data (embeddings,
+// positions, cells, key lists) is copied into the same device buffers
+// before the graph is launched. A shape is captured the second time it is
+// seen (the first pass grows the arena, which capture cannot do).
+struct graph_key {
+    int64_t n, no;
+    const float *kv;
+    int64_t n_cells, nk_split;
+    bool operator==(const graph_key &o) const {
+        return n == o.n && no == o.no && kv == o.kv && n_cells == o.n_cells && nk_split == o.nk_split;
+    }
+};
+struct graph_ent {
+    graph_key k;
+    int seen = 0; // uncaptured passes of this shape; 100: capture failed, never again
+    cudaGraphExec_t exec = nullptr;
+    float *lg = nullptr;
+};
+static std::vector<graph_ent> &graphs_of(lode_cuda_model *cm) { return *(std::vector<graph_ent> *)cm->graphs; }
+
+static void graphs_free(lode_cuda_model *cm) {
+    auto *v = (std::vector<graph_ent> *)cm->graphs;
+    if (!v) return;
+    for (auto &g : *v)
+        if (g.exec) cudaGraphExecDestroy(g.exec);
+    delete v;
+    cm->graphs = nullptr;
+}
+
+static bool graphs_enabled(void) {
+    const char *s = getenv("LODE_CUDA_GRAPHS");
+    return !(s && !strcmp(s, "0"));
+}
+
+// Layers plus head of one device pass; *lg_out = device logits [no][V].
+static lode_status run_pass(lode_cuda_model *cm, lode_model *m, dev_kv *dk, const chunk_plan &cp, const dev_plan &dp,
+                            float *x, bool check_cancel, float **lg_out, lode_error *err) {
+    ctx *c = &cm->c;
+    const lode_config *cf = &m->cfg;
+    const int64_t H = cf->n_embd, V = cf->n_vocab, width = dk->width;
+    for (int64_t l = 0; l < cf->n_layer; l++) {
+        if (check_cancel && m->cancel && *m->cancel) return lode_error_set(err, LODE_ERR_CANCELLED, "evaluation cancelled");
+        const size_t mk_cur = c->cur, mk_used = c->chunks.empty() ? 0 : c->chunks[c->cur].used;
+        float *kvl = dk->d + (size_t)l * (size_t)dk->n_cells * (size_t)width;
+        lode_status s = cf->arch == LODE_ARCH_DEEPSEEK2 ? ds_layer(cm, m, kvl, width, cm->L[(size_t)l], cp, dp, x, err)
+                                                         : llama_layer(cm, m, kvl, width, cm->L[(size_t)l], cp, dp, x, err);
+        if (s) return s;
+        // Release the layer's scratch (stream order makes reuse safe).
+        for (size_t i = mk_cur + 1; i < c->chunks.size(); i++) c->chunks[i].used = 0;
+        if (!c->chunks.empty()) c->chunks[mk_cur].used = mk_used;
+        c->cur = mk_cur;
+    }
+    *lg_out = nullptr;
+    const int64_t no = (int64_t)cp.orow.size();
+    if (no > 0) {
+        float *xn = A(float, no * H), *lg = A(float, no * V);
+        if (!xn || !lg) return report(c, err, "output head");
+        rmsnorm(c, x, H, cm->output_norm, xn, H, no, H, cf->rms_eps, dp.orow);
+        mm(c, cm->output, xn, H, no, lg, V, false);
+        *lg_out = lg;
+    }
+    return failed(c) ? report(c, err, "eval") : LODE_OK;
+}
+
 extern "C" lode_status lode_cuda_eval(lode_model *m, lode_kv *kv, const lode_eval_plan *p, const float *xh,
                                       const bool *want, float *logits, lode_error *err) {
     lode_cuda_model *cm = m->cuda;
@@ -768,7 +840,6 @@ extern "C" lode_status lode_cuda_eval(lode_model *m, lode_kv *kv, const lode_eva
         }
         kv->cuda = dk;
     }
-    const int64_t width = dk->width;
     const int64_t CH = chunk_limit();
     chunk_plan cp;
     float *lout = logits;
@@ -776,8 +847,18 @@ extern "C" lode_status lode_cuda_eval(lode_model *m, lode_kv *kv, const lode_eva
         const int64_t c1 = std::min(p->n, c0 + CH), n = c1 - c0;
         arena_reset(c);
         plan_chunk(m, kv, p, want, c0, c1, &cp);
+        const bool graphable = graphs_enabled() && p->n == n && n <= 8 && cf->arch == LODE_ARCH_DEEPSEEK2 &&
+                               cp.n_abs == n && n * dk->n_cells < ((int64_t)1 << 28);
+        // Graph-stable shapes: the key list buffer sized by the cache, the split-KV grid by the
+        // context rounded up to a power of two (>= 256), which is part of the graph's key.
+        if (graphable) {
+            int64_t b = 256;
+            while (b < cp.nk_max) b *= 2;
+            cp.nk_split = b;
+        }
         // Upload embeddings (permuted) and the plan through pinned memory.
-        const size_t nint = (size_t)(4 * n) + cp.kc.size() + cp.orow.size() + 8;
+        const size_t kc_cap = graphable ? (size_t)(n * dk->n_cells) : cp.kc.size();
+        const size_t nint = (size_t)(4 * n) + kc_cap + (size_t)n + 8;
         const size_t hbytes = (size_t)n * (size_t)H * 4 + nint * 4;
         char *hp = (char *)pinned(c, hbytes);
         float *x = A(float, n * H);
@@ -786,45 +867,73 @@ extern "C" lode_status lode_cuda_eval(lode_model *m, lode_kv *kv, const lode_eva
         float *hx = (float *)hp;
         for (int64_t i = 0; i < n; i++) memcpy(hx + i * H, xh + cp.perm[(size_t)i] * H, (size_t)H * 4);
         int32_t *hi = (int32_t *)(hp + (size_t)n * (size_t)H * 4);
-        size_t o = 0;
         dev_plan dp;
-        auto put = [&](const std::vector<int32_t> &v) {
-            int32_t *d = ib + o;
-            if (!v.empty()) memcpy(hi + o, v.data(), v.size() * 4);
-            o += v.size();
-            return d;
-        };
-        dp.pos = put(cp.pos), dp.cell = put(cp.cell), dp.koff = put(cp.koff), dp.nk = put(cp.nk), dp.kc = put(cp.kc),
-        dp.orow = put(cp.orow);
-        check(c, cudaMemcpyAsync(x, hx, (size_t)n * (size_t)H * 4, cudaMemcpyHostToDevice, c->st), "upload x");
-        check(c, cudaMemcpyAsync(ib, hi, o * 4, cudaMemcpyHostToDevice, c->st), "upload plan");
-        for (int64_t l = 0; l < cf->n_layer; l++) {
-            if (m->cancel && *m->cancel) {
-                cudaStreamSynchronize(c->st);
-                cudaGetLastError();
-                return lode_error_set(err, LODE_ERR_CANCELLED, "evaluation cancelled");
-            }
-            const size_t mk_cur = c->cur, mk_used = c->chunks.empty() ? 0 : c->chunks[c->cur].used;
-            float *kvl = dk->d + (size_t)l * (size_t)dk->n_cells * (size_t)width;
-            lode_status s = cf->arch == LODE_ARCH_DEEPSEEK2
-                                ? ds_layer(cm, m, kvl, width, cm->L[(size_t)l], cp, dp, x, err)
-                                : llama_layer(cm, m, kvl, width, cm->L[(size_t)l], cp, dp, x, err);
-            if (s) {
-                cudaStreamSynchronize(c->st);
-                cudaGetLastError();
-                return s;
-            }
-            // Release the layer's scratch (stream order makes reuse safe).
-            for (size_t i = mk_cur + 1; i < c->chunks.size(); i++) c->chunks[i].used = 0;
-            if (!c->chunks.empty()) c->chunks[mk_cur].used = mk_used;
-            c->cur = mk_cur;
-        }
+        // fixed offsets: pos, cell, koff, nk (n each), orow (n), then kc
+        const size_t N = (size_t)n;
+        memcpy(hi, cp.pos.data(), N * 4), memcpy(hi + N, cp.cell.data(), N * 4), memcpy(hi + 2 * N, cp.koff.data(), N * 4);
+        memcpy(hi + 3 * N, cp.nk.data(), N * 4);
+        if (!cp.orow.empty()) memcpy(hi + 4 * N, cp.orow.data(), cp.orow.size() * 4);
+        if (!cp.kc.empty()) memcpy(hi + 5 * N, cp.kc.data(), cp.kc.size() * 4);
+        dp.pos = ib, dp.cell = ib + N, dp.koff = ib + 2 * N, dp.nk = ib + 3 * N, dp.orow = ib + 4 * N, dp.kc = ib + 5 * N;
+        check(c, cudaMemcpyAsync(x, hx, N * (size_t)H * 4, cudaMemcpyHostToDevice, c->st), "upload x");
+        check(c, cudaMemcpyAsync(ib, hi, (5 * N + cp.kc.size()) * 4, cudaMemcpyHostToDevice, c->st), "upload plan");
         const int64_t no = (int64_t)cp.orow.size();
+        float *lg = nullptr;
+        lode_status s = LODE_OK;
+        graph_ent *ge = nullptr;
+        if (graphable) {
+            if (m->cancel && *m->cancel) return lode_error_set(err, LODE_ERR_CANCELLED, "evaluation cancelled");
+            if (!cm->graphs) cm->graphs = new std::vector<graph_ent>();
+            auto &gs = graphs_of(cm);
+            const graph_key key = {n, no, dk->d, dk->n_cells, cp.nk_split};
+            for (auto &g : gs)
+                if (g.k == key) ge = &g;
+            if (!ge) {
+                if (gs.size() >= 32) {
+                    for (auto &g : gs)
+                        if (g.exec) cudaGraphExecDestroy(g.exec);
+                    gs.clear();
+                }
+                gs.push_back(graph_ent());
+                ge = &gs.back();
+                ge->k = key;
+            }
+        }
+        if (ge && !ge->exec && ge->seen >= 1 && ge->seen < 100) {
+            // Capture this pass (nothing runs while capturing), then launch it.
+            cudaGraph_t graph = nullptr;
+            bool ok = check(c, cudaStreamBeginCapture(c->st, cudaStreamCaptureModeThreadLocal), "graph capture");
+            if (ok) {
+                s = run_pass(cm, m, dk, cp, dp, x, false, &lg, err);
+                cudaError_t ee = cudaStreamEndCapture(c->st, &graph);
+                ok = s == LODE_OK && ee == cudaSuccess && graph;
+                if (ok && cudaGraphInstantiate(&ge->exec, graph, 0) != cudaSuccess) ok = false, ge->exec = nullptr;
+                ge->lg = lg;
+                if (graph) cudaGraphDestroy(graph);
+            }
+            if (!ok) {
+                // Capture is an optimization: forget it for this shape and run the pass directly.
+                cudaGetLastError();
+                c->cerr = cudaSuccess, c->berr = CUBLAS_STATUS_SUCCESS, c->oom = false;
+                if (err) err->status = LODE_OK, err->text[0] = 0;
+                ge->seen = 100; // never again
+                ge->exec = nullptr;
+                s = LODE_OK;
+            }
+        }
+        if (ge && ge->exec) {
+            check(c, cudaGraphLaunch(ge->exec, c->st), "graph launch");
+            lg = ge->lg; // the head's output, at the address it had while capturing
+        } else {
+            s = run_pass(cm, m, dk, cp, dp, x, true, &lg, err);
+            if (ge && ge->seen < 100) ge->seen++;
+        }
+        if (s) {
+            cudaStreamSynchronize(c->st);
+            cudaGetLastError();
+            return s;
+        }
         if (no > 0) {
-            float *xn = A(float, no * H), *lg = A(float, no * V);
-            if (!xn || !lg) return report(c, err, "output head");
-            rmsnorm(c, x, H, cm->output_norm, xn, H, no, H, cf->rms_eps, dp.orow);
-            mm(c, cm->output, xn, H, no, lg, V, false);
             check(c, cudaMemcpyAsync(lout, lg, (size_t)no * (size_t)V * 4, cudaMemcpyDeviceToHost, c->st), "logits");
             lout += no * V;
         }

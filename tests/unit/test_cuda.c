@@ -271,6 +271,51 @@ Test(cuda, logits_quantized_weights, .timeout = 600) {
     whole_model("tiny-llama", LODE_TYPE_Q4_K, false, TOL_BF16);
 }
 
+/* Decode through CUDA graphs (captured on the second pass of a shape,
+ * replayed after) against direct passes (LODE_CUDA_GRAPHS=0), and both
+ * against the CPU: batch 1 and a batch of 3 sequences, 10 steps each. */
+Test(cuda, decode_graphs_match_direct_passes, .timeout = 300) {
+    NEED_GPU();
+    gen("tiny-v3", LODE_TYPE_F32);
+    lode_model *cpu = load(LODE_DEVICE_CPU, false), *gd = load(LODE_DEVICE_CUDA, true), *gg = load(LODE_DEVICE_CUDA, true);
+    const int64_t V = lode_model_config(cpu)->n_vocab;
+    lode_model *ms[3] = {cpu, gd, gg};
+    lode_kv *kv[3];
+    int32_t sq[3][3];
+    lode_error err = {0};
+    float *lg[3];
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(lode_kv_new(ms[i], 128, &kv[i], &err), LODE_OK, "%s", err.text);
+        lg[i] = malloc(sizeof(float) * (size_t)(V * 12));
+        for (int k = 0; k < 3; k++) sq[i][k] = lode_kv_seq_new(kv[i]);
+        int32_t seqs[12];
+        for (int t = 0; t < 12; t++) seqs[t] = sq[i][t / 4];
+        lode_batch b = {12, TOK, seqs, 0, NULL};
+        if (i == 1) setenv("LODE_CUDA_GRAPHS", "0", 1);
+        cr_assert_eq(lode_model_eval(ms[i], kv[i], &b, lg[i], &err), LODE_OK, "%s", err.text);
+        unsetenv("LODE_CUDA_GRAPHS");
+    }
+    for (int step = 0; step < 20; step++) {
+        const int64_t nb = step < 10 ? 1 : 3;
+        for (int i = 0; i < 3; i++) {
+            int32_t tk[3] = {TOK[step], TOK[step + 1], TOK[step + 2]}, seqs[3] = {sq[i][0], sq[i][1], sq[i][2]};
+            lode_batch b = {nb, tk, seqs, 0, NULL};
+            if (i == 1) setenv("LODE_CUDA_GRAPHS", "0", 1);
+            cr_assert_eq(lode_model_eval(ms[i], kv[i], &b, lg[i], &err), LODE_OK, "model %d step %d: %s", i, step, err.text);
+            unsetenv("LODE_CUDA_GRAPHS");
+        }
+        double e1 = rel_err(lg[2], lg[1], (size_t)(V * nb)), e2 = rel_err(lg[2], lg[0], (size_t)(V * nb));
+        cr_assert(e1 <= 1e-4, "step %d: graph vs direct relative error %g", step, e1);
+        cr_assert(e2 <= TOL_F32, "step %d: graph vs CPU relative error %g", step, e2);
+    }
+    for (int i = 0; i < 3; i++) {
+        lode_kv_free(kv[i]);
+        free(lg[i]);
+        lode_model_free(ms[i]);
+    }
+    unlink(g_path);
+}
+
 /* ---- device selection (runs everywhere) --------------------------------- */
 Test(cuda, device_selection_explicit_and_auto) {
     gen("tiny-llama", LODE_TYPE_F32);
