@@ -3,7 +3,7 @@
  *
  * Work is handed out by an atomic counter so uneven items balance; workers
  * sleep on a condition variable between runs (a resident daemon must not
- * burn CPU while idle) after a short spin (SPIN_NS), which keeps the per-run
+ * burn CPU while idle) after a short spin (SPIN_NS_DEFAULT), which keeps the per-run
  * wake-up cost low in the token loop: a decoded token makes hundreds of runs
  * (every matmul, expert and attention step), and a futex wake-up costs
  * several microseconds each way. The caller also spins briefly for the last
@@ -15,6 +15,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,8 +28,40 @@
 #endif
 
 /* How long an idle worker (or the caller waiting for workers) spins before
- * sleeping: long enough to bridge the gaps between the runs of one token. */
-#define SPIN_NS 200000
+ * sleeping: long enough to bridge the gaps between the runs of one token
+ * (SPIN_NS_DEFAULT).
+ * Past YIELD_NS the spinner yields the CPU between checks, so a machine
+ * with more runnable threads than cores still runs the thread with work. */
+#define SPIN_NS_DEFAULT 20000
+#define YIELD_NS 10000
+/* LODE_POOL_SPIN_US overrides SPIN_NS (0: sleep at once), read once. */
+static uint64_t g_spin_ns = SPIN_NS_DEFAULT;
+static pthread_once_t g_spin_once = PTHREAD_ONCE_INIT;
+static void spin_init(void) {
+    const char *e = getenv("LODE_POOL_SPIN_US");
+    if (e && *e) {
+        char *end;
+        const long v = strtol(e, &end, 10);
+        if (*end == 0 && v >= 0 && v <= 1000000) g_spin_ns = (uint64_t)v * 1000u;
+    }
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One step of a bounded spin; false once the spin is over. */
+static bool spin_step(int k, uint64_t t0) {
+    if (g_spin_ns == 0) return false;
+    CPU_RELAX();
+    if ((k & 63) != 63) return true;
+    const uint64_t dt = now_ns() - t0;
+    if (dt > g_spin_ns) return false;
+    if (dt > YIELD_NS) sched_yield();
+    return true;
+}
 
 #include "lode_base.h"
 
@@ -71,12 +105,6 @@ static void drain(lode_pool *p) {
 
 typedef struct { lode_pool *p; int index; } worker_arg;
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void *worker_main(void *arg) {
     worker_arg wa = *(worker_arg *)arg;
     lode_free(arg);
@@ -86,10 +114,8 @@ static void *worker_main(void *arg) {
     for (;;) {
         /* Spin for the next run, then sleep. */
         const uint64_t t0 = now_ns();
-        for (int k = 0; atomic_load(&p->generation) == seen && !atomic_load(&p->stop); k++) {
-            CPU_RELAX();
-            if ((k & 255) == 255 && now_ns() - t0 > SPIN_NS) break;
-        }
+        for (int k = 0; atomic_load(&p->generation) == seen && !atomic_load(&p->stop); k++)
+            if (!spin_step(k, t0)) break;
         if (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) {
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
@@ -110,6 +136,7 @@ static void *worker_main(void *arg) {
 }
 
 lode_pool *lode_pool_new(int n_threads) {
+    pthread_once(&g_spin_once, spin_init);
     if (n_threads <= 0) n_threads = lode_cpu_count();
     if (n_threads > 256) n_threads = 256;
     lode_pool *p = lode_xcalloc(1, sizeof *p);
@@ -175,10 +202,8 @@ void lode_pool_run(lode_pool *p, int64_t n, lode_pool_fn fn, void *ctx) {
     drain(p);
     tl_index = saved;
     const uint64_t t0 = now_ns();
-    for (int k = 0; atomic_load(&p->running) > 0; k++) {
-        CPU_RELAX();
-        if ((k & 255) == 255 && now_ns() - t0 > SPIN_NS) break;
-    }
+    for (int k = 0; atomic_load(&p->running) > 0; k++)
+        if (!spin_step(k, t0)) break;
     if (atomic_load(&p->running) > 0) {
         pthread_mutex_lock(&p->mu);
         while (atomic_load(&p->running) > 0) pthread_cond_wait(&p->cv_done, &p->mu);

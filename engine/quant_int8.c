@@ -7,9 +7,9 @@
  * lode_quant.h.
  *
  * Pieces:
- *   - lode_act_quantize: one portable C quantizer, used at every level
- *     (round to nearest even via nearbyintf), so all levels see the same
- *     int8 activations;
+ *   - lode_act_quantize: a portable C quantizer (round to nearest even via
+ *     nearbyintf) and an AVX2 one that gives the same bytes (tested), so
+ *     all levels see the same int8 activations;
  *   - lode_vec_dot_q8_ref: the scalar reference, straight from the GGML
  *     block layouts (integer sums per (sub-)block, f32 scales);
  *   - AVX2 (+FMA+F16C) kernels, also used at the AVX-512 level (no
@@ -72,11 +72,59 @@ static float block_scale(const float *x, int n, float *id) {
     return d;
 }
 
+#if LODE_X86
+/* AVX2 quantizer of one block of 32*nv values, bit-identical with the
+ * scalar one: the same max, the same scalar d and 1/d, the same f32
+ * product, round-to-nearest-even (vroundps = nearbyintf in the default
+ * rounding mode) and |x * id| <= 127 * (1 + 3 ulp) < 127.5 so no clamp is
+ * reached. Blocks holding inf/NaN return false (the scalar code handles
+ * them). */
+static __attribute__((target("avx2,fma,f16c"))) bool quant_block_avx2(const float *x, int nv, float *d_out,
+                                                                        int8_t *q) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(3.402823466e38f);
+    __m256 mx = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    for (int i = 0; i < 4 * nv; i++) {
+        const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * i));
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ));
+        mx = _mm256_max_ps(mx, a);
+    }
+    if (_mm256_movemask_ps(bad)) return false;
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    *d_out = d;
+    const __m256 idv = _mm256_set1_ps(id);
+    for (int i = 0; i < nv; i++) {
+        __m256i v[4];
+        for (int k = 0; k < 4; k++)
+            v[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * i + 8 * k), idv),
+                                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        /* packs interleave 128-bit lanes; vpermd restores element order */
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+        _mm256_storeu_si256((__m256i *)(q + 32 * i),
+                            _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    }
+    return true;
+}
+#endif
+
 void lode_act_quantize(lode_type t, const float *x, void *dst, int64_t n) {
     LODE_ASSERT(lode_act_row_size(t, n) > 0);
+#if LODE_X86
+    const bool simd = lode_quant_cpu_level() >= LODE_CPU_AVX2;
+#else
+    const bool simd = false;
+#endif
+    (void)simd;
     if (is_b32(t)) {
         lode_block_q8a *b = dst;
         for (int64_t i = 0; i < n / 32; i++, x += 32) {
+#if LODE_X86
+            if (simd && quant_block_avx2(x, 1, &b[i].d, b[i].qs)) continue;
+#endif
             float id;
             b[i].d = block_scale(x, 32, &id);
             for (int j = 0; j < 32; j++) b[i].qs[j] = q8_round(x[j] * id);
@@ -85,9 +133,14 @@ void lode_act_quantize(lode_type t, const float *x, void *dst, int64_t n) {
     }
     lode_block_q8k *b = dst;
     for (int64_t i = 0; i < n / LODE_QK_K; i++, x += LODE_QK_K) {
-        float id;
-        b[i].d = block_scale(x, LODE_QK_K, &id);
-        for (int j = 0; j < LODE_QK_K; j++) b[i].qs[j] = q8_round(x[j] * id);
+#if LODE_X86
+        if (!simd || !quant_block_avx2(x, 8, &b[i].d, b[i].qs))
+#endif
+        {
+            float id;
+            b[i].d = block_scale(x, LODE_QK_K, &id);
+            for (int j = 0; j < LODE_QK_K; j++) b[i].qs[j] = q8_round(x[j] * id);
+        }
         for (int k = 0; k < LODE_QK_K / 16; k++) {
             int s = 0;
             for (int j = 0; j < 16; j++) s += b[i].qs[16 * k + j];

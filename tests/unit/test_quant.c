@@ -864,3 +864,43 @@ Test(quant, int8_switch) {
     cr_assert(lode_quant_int8_enabled());
     lode_quant_set_int8(-1);
 }
+
+/* The AVX2 activation quantizer gives the scalar one's bytes exactly, ties
+ * (x / d = k + 0.5), huge and tiny magnitudes and inf/NaN blocks included. */
+Test(quant, int8_act_quantize_same_bytes_all_levels) {
+    enum { N = 256 * 12 };
+    float *x = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) x[i] = rng_gauss() * (i < 1024 ? 1.0f : i < 2048 ? 1e-30f : 1e30f);
+    /* Block 0 of 256: max 127 so x / d = x; put exact ties in it. */
+    x[0] = 127.0f;
+    for (int i = 1; i < 40; i++) x[i] = (float)(i % 20) - 9.5f;
+    x[300] = INFINITY;         /* q8k block 1, q8a block 9 */
+    x[600] = NAN;              /* q8k block 2, q8a block 18 */
+    x[900] = -INFINITY;
+    for (int i = 1024; i < 1024 + 64; i++) x[i] = 0.0f; /* all-zero blocks */
+    const lode_type types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_K};
+    for (size_t ti = 0; ti < 2; ti++) {
+        const size_t ars = lode_act_row_size(types[ti], N);
+        char *a = malloc(ars), *b = malloc(ars);
+        cr_assert_eq(lode_quant_set_cpu_level(LODE_CPU_SCALAR), LODE_CPU_SCALAR);
+        lode_act_quantize(types[ti], x, a, N);
+        for (int lv = LODE_CPU_AVX2; lv <= LODE_CPU_AVX512; lv++) {
+            if (lode_quant_set_cpu_level((lode_cpu_level)lv) != (lode_cpu_level)lv) continue;
+            memset(b, 0x55, ars);
+            lode_act_quantize(types[ti], x, b, N);
+            cr_assert(memcmp(a, b, ars) == 0, "%s activations differ at %s", lode_type_name(types[ti]),
+                      lode_cpu_level_name((lode_cpu_level)lv));
+        }
+        free(a);
+        free(b);
+    }
+    lode_quant_set_cpu_level((lode_cpu_level)-1);
+    /* Ties round half to even in the scalar quantizer. */
+    lode_block_q8k k;
+    lode_act_quantize(LODE_TYPE_Q6_K, x, &k, 256);
+    cr_assert_float_eq(k.d, 1.0f, 0);
+    for (int i = 1; i < 40; i++) cr_assert_eq(k.qs[i], (int8_t)nearbyintf(x[i]), "tie at %d", i);
+    cr_assert_eq(k.qs[1], -8); /* -8.5 -> -8 */
+    cr_assert_eq(k.qs[2], -8); /* -7.5 -> -8 */
+    free(x);
+}
