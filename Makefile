@@ -173,3 +173,11 @@ soak: all
 	@LODE_BIN=$(CURDIR)/$(BUILD)/lode LODE_SOAK_CLIENTS=$${LODE_SOAK_CLIENTS:-32} \
 	  LODE_SOAK_REQUESTS=$${LODE_SOAK_REQUESTS:-300} pytest-3 -q tests/py/test_daemon_soak.py
 .PHONY: soak
+
+# Recall of the project context on real code (Debian source packages fetched
+# into ~/.cache/lode/eval, never into git): docs/context.md "## Evaluation".
+$(BUILD)/eval_context: tools/eval_context.c $(BUILD)/liblode.a $(GRAMMAR_LIB)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/liblode.a -o $@ $(LDFLAGS) $(LDLIBS)
+eval-context: all $(BUILD)/eval_context
+	@tools/eval-context.sh $(BUILD)
+.PHONY: eval-context

@@ -115,6 +115,9 @@ struct lode_ctx {
     uint64_t syms_hash;
     size_t syms_len;
     const lode_lang *syms_lang;
+    char *syms_text;    /* the text they were extracted from (or shifted to) */
+    const char *syms_path;
+    unsigned syms_shifts; /* edits applied by shifting since the last extraction */
     lode_file_syms syms;
 };
 
@@ -141,6 +144,8 @@ void lode_ctx_free(lode_ctx *c) {
     lode_free(c->roots);
     for (size_t i = 0; i < c->n_rec; i++) lode_free(c->rec[i].path);
     lode_file_syms_clear(&c->syms);
+    lode_free(c->syms_text);
+    lode_free((char *)c->syms_path);
     lode_free(c->tc);
     lode_free(c);
 }
@@ -818,6 +823,101 @@ static size_t do_defs(build *b, lode_ctx_prompt *p, const TSTree *tree, size_t c
     return real;
 }
 
+#define SHIFT_MAX_BYTES 256 /* an edit this small inside a function body shifts the symbols */
+#define SHIFT_MAX_EDITS 64   /* re-extract at least this often */
+
+static void shift_u32(uint32_t *v, size_t at, size_t old_end, ptrdiff_t d) {
+    if (*v >= old_end) *v = (uint32_t)((ptrdiff_t)*v + d);
+    else if (*v > at) *v = (uint32_t)at; /* inside the replaced bytes */
+}
+
+/* The current file's symbols. Extracting them walks the whole tree (ms on a
+ * large file), so after a small edit strictly inside a function body —
+ * where no import and no top-level definition can appear, and a new nested
+ * one lies at the cursor, inside the window — the previous symbols are
+ * shifted instead; anything else, and every SHIFT_MAX_EDITS edits, extracts
+ * again. */
+static const lode_file_syms *current_syms(lode_ctx *c, const lode_ctx_input *in, const lode_lang *lang,
+                                          const TSTree *tree) {
+    const char *t = in->text;
+    size_t len = in->len;
+    bool same_doc = c->syms_hash && c->syms_lang == lang &&
+                    ((!in->path && !c->syms_path) || (in->path && c->syms_path && !strcmp(in->path, c->syms_path)));
+    if (same_doc && c->syms_len == len && !memcmp(c->syms_text, t, len)) return &c->syms;
+    if (same_doc && c->syms_shifts < SHIFT_MAX_EDITS) {
+        size_t ol = c->syms_len, p = 0, q = 0;
+        size_t m = ol < len ? ol : len;
+        while (p < m && c->syms_text[p] == t[p]) p++;
+        while (q < m - p && c->syms_text[ol - 1 - q] == t[len - 1 - q]) q++;
+        size_t old_end = ol - q, new_end = len - q;
+        bool small = old_end - p + new_end - p <= SHIFT_MAX_BYTES;
+        /* strictly inside one function body, touching no name */
+        bool inside = false;
+        for (size_t i = 0; small && i < c->syms.n_syms; i++) {
+            const lode_sym *s = &c->syms.syms[i];
+            bool fn = s->kind == LODE_SYM_FUNCTION || s->kind == LODE_SYM_METHOD;
+            if (fn && s->sig_end < s->end && p > s->sig_end && old_end < s->end) inside = true;
+            size_t ne = s->name_start + strlen(s->name);
+            if (p <= ne && old_end >= s->name_start) small = false;
+        }
+        for (size_t i = 0; small && i < c->syms.n_imports; i++)
+            if (p <= c->syms.imports[i].end && old_end >= c->syms.imports[i].start) small = false;
+        if (small && inside) {
+            ptrdiff_t d = (ptrdiff_t)new_end - (ptrdiff_t)old_end;
+            for (size_t i = 0; i < c->syms.n_syms; i++) {
+                lode_sym *s = &c->syms.syms[i];
+                shift_u32(&s->start, p, old_end, d);
+                shift_u32(&s->end, p, old_end, d);
+                if (s->end < s->start) s->end = s->start;
+                if (s->sig_end != s->end || s->sig_end >= old_end) shift_u32(&s->sig_end, p, old_end, d);
+                shift_u32(&s->name_start, p, old_end, d);
+            }
+            for (size_t i = 0; i < c->syms.n_imports; i++) {
+                shift_u32(&c->syms.imports[i].start, p, old_end, d);
+                shift_u32(&c->syms.imports[i].end, p, old_end, d);
+            }
+            c->syms_text = lode_xrealloc(c->syms_text, len + 1);
+            memcpy(c->syms_text, t, len);
+            c->syms_text[len] = 0;
+            c->syms_len = len;
+            c->syms_shifts++;
+            return &c->syms;
+        }
+    }
+    lode_error e = {0};
+    lode_free((char *)c->syms_path);
+    c->syms_path = in->path ? lode_xstrdup(in->path) : NULL;
+    c->syms_shifts = 0;
+    if (lode_syntax_symbols(lang, t, len, tree, &c->syms, &e) != LODE_OK) {
+        lode_file_syms_clear(&c->syms);
+        c->syms_hash = 0;
+        return NULL;
+    }
+    c->syms_hash = 1;
+    c->syms_len = len;
+    c->syms_lang = lang;
+    c->syms_text = lode_xrealloc(c->syms_text, len + 1);
+    memcpy(c->syms_text, t, len);
+    c->syms_text[len] = 0;
+    return &c->syms;
+}
+
+/* Tokens of a window: summed over chunks that end at line ends every ~1 KiB
+ * from its start, each counted (and cached) alone, so a keystroke recounts
+ * only the last chunk. Splitting at line starts can only add tokens (a
+ * "\n" is not merged with the next line's indentation), never hide any. */
+static size_t count_window(lode_ctx *c, const char *s, size_t n) {
+    if (!c->tok) return lode_ctx_count(c, s, n);
+    size_t total = 0, a = 0;
+    while (a < n) {
+        size_t e = a + 1024 < n ? a + 1024 : n;
+        while (e < n && s[e - 1] != '\n') e++;
+        total += lode_ctx_count(c, s + a, e - a);
+        a = e;
+    }
+    return total;
+}
+
 static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prompt *out, lode_error *err) {
@@ -836,21 +936,7 @@ lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prom
     if (lang && !tree) tree = own = lode_syntax_parse(lang, in.text, in.len);
     if (!tree) lang = NULL;
     build b = {.c = c, .in = &in, .lang = lang, .path = in.path};
-    if (lang) { /* the current file's symbols (cached by content) */
-        uint64_t h = hash_bytes(in.text, in.len);
-        if (c->syms_hash != h || c->syms_len != in.len || c->syms_lang != lang) {
-            lode_error e = {0};
-            if (lode_syntax_symbols(lang, in.text, in.len, tree, &c->syms, &e) == LODE_OK) {
-                c->syms_hash = h;
-                c->syms_len = in.len;
-                c->syms_lang = lang;
-            } else {
-                lode_file_syms_clear(&c->syms);
-                c->syms_hash = 0;
-            }
-        }
-        if (c->syms_hash) b.cur = &c->syms;
-    }
+    if (lang) b.cur = current_syms(c, &in, lang, tree);
     const char *t = in.text;
     size_t cur = in.cursor, len = in.len;
     /* windows */
@@ -862,21 +948,21 @@ lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prom
     size_t pb = pbud * BYTES_PER_TOKEN, grid = pb / 4 ? pb / 4 : 1;
     size_t g = cur > pb ? (cur - pb + grid - 1) / grid * grid : 0;
     size_t a = prefix_cut(tree, t, len, g, cur);
-    size_t ptok = lode_ctx_count(c, t + a, cur - a);
+    size_t ptok = count_window(c, t + a, cur - a);
     while (ptok > pbud && a < cur) { /* only with a tokenizer: the estimate was too generous */
         g += grid;
         if (g > cur) g = cur;
         a = prefix_cut(tree, t, len, g, cur);
-        ptok = lode_ctx_count(c, t + a, cur - a);
+        ptok = count_window(c, t + a, cur - a);
     }
     size_t sb_ = Smax * BYTES_PER_TOKEN;
     size_t e = suffix_cut(tree, t, len, cur, len - cur > sb_ ? cur + sb_ : len);
-    size_t stok = lode_ctx_count(c, t + cur, e - cur);
+    size_t stok = count_window(c, t + cur, e - cur);
     while (stok > Smax && e > cur) {
         size_t k = e - 1;
         while (k > cur && t[k - 1] != '\n') k--;
         e = k;
-        stok = lode_ctx_count(c, t + cur, e - cur);
+        stok = count_window(c, t + cur, e - cur);
     }
     b.win_start = a;
     b.win_end = e;

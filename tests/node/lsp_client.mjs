@@ -30,7 +30,9 @@ export function model(preset = 'tiny-coder') {
 export function privateDir() {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'lode-lsp-'));
   fs.chmodSync(d, 0o700);
-  return { dir: d, socket: path.join(d, 'lode.sock'), env: { ...process.env, XDG_STATE_HOME: d } };
+  // LODE_NO_PROJECT_CONTEXT: random-weight models write random text, which the syntax-aware
+  // post-processing rejects; these tests are about the protocol (see tests/py/test_context.py).
+  return { dir: d, socket: path.join(d, 'lode.sock'), env: { ...process.env, XDG_STATE_HOME: d, LODE_NO_PROJECT_CONTEXT: '1' } };
 }
 
 export function stopDaemon(socket) {

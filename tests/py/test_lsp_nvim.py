@@ -18,7 +18,7 @@ def test_nvim_headless_completions():
     d = tempfile.mkdtemp(prefix="lode-nvim-")
     os.chmod(d, 0o700)
     sock = os.path.join(d, "lode.sock")
-    env = dict(os.environ, LODE_BIN=LODE, LODE_TEST_MODEL=model("tiny-coder"), LODE_TEST_SOCKET=sock,
+    env = dict(os.environ, LODE_NO_PROJECT_CONTEXT="1", LODE_BIN=LODE, LODE_TEST_MODEL=model("tiny-coder"), LODE_TEST_SOCKET=sock,
                LODE_NVIM_PLUGIN=os.path.join(ROOT, "editors", "nvim"), XDG_STATE_HOME=d,
                XDG_CONFIG_HOME=d, XDG_DATA_HOME=d, XDG_CACHE_HOME=d)
     try:
