@@ -566,6 +566,14 @@ struct dev_plan {
 
 static lode_status ds_layer(lode_cuda_model *cm, const lode_model *m, float *kvl, int64_t width, const dlayer &L,
                             const chunk_plan &cp, const dev_plan &dp, float *x, lode_error *err);
+// Long prefills use the tensor-core (cuBLAS) attention, short ones k_flash:
+// LODE_CUDA_ATTN=gemm|flash forces one (tests), auto picks by query count.
+static bool use_attn_gemm(int64_t nq) {
+    const char *s = getenv("LODE_CUDA_ATTN");
+    if (s && !strcmp(s, "gemm")) return true;
+    if (s && !strcmp(s, "flash")) return false;
+    return nq >= 128;
+}
 static lode_status llama_layer(lode_cuda_model *cm, const lode_model *m, float *kvl, int64_t width, const dlayer &L,
                                const chunk_plan &cp, const dev_plan &dp, float *x, lode_error *err);
 static lode_status ffn(lode_cuda_model *cm, const lode_model *m, const dlayer &L, int64_t n, const float *a, float *x,
@@ -699,6 +707,28 @@ static lode_status ds_layer(lode_cuda_model *cm, const lode_model *m, float *kvl
         gather_rows(c, kvl, width, cells, nk, 0, dc, C, dc);
         mm(c, L.wuk, C, dc, nk, kn, nh * dn, false);
         mm(c, L.wuv, C, dc, nk, V, nh * dv, false);
+        if (use_attn_gemm(G.count)) {
+            // Tensor cores: S = Q_nope·K_noperᵀ + Q_pe·k_peᵀ (k_pe shared by the heads), softmax, P·V.
+            float *kpe = A(float, nk * dr);
+            if (!kpe) return report(c, err, "attention");
+            gather_rows(c, kvl, width, cells, nk, dc, dr, kpe, dr);
+            const void *Qp = q + G.first * nh * dqk, *Kp = kn, *Rp = kpe, *Vp = V;
+            if (!c->f32) {
+                void *qb = arena(c, (size_t)(G.count * nh * dqk) * 2), *kb = arena(c, (size_t)(nk * nh * dn) * 2),
+                     *rb = arena(c, (size_t)(nk * dr) * 2), *vb = arena(c, (size_t)(nk * nh * dv) * 2);
+                if (!qb || !kb || !rb || !vb) return report(c, err, "attention");
+                to_bf16(c, q + G.first * nh * dqk, nh * dqk, G.count, nh * dqk, qb, nh * dqk);
+                to_bf16(c, kn, nh * dn, nk, nh * dn, kb, nh * dn);
+                to_bf16(c, kpe, dr, nk, dr, rb, dr);
+                to_bf16(c, V, nh * dv, nk, nh * dv, vb, nh * dv);
+                Qp = qb, Kp = kb, Rp = rb, Vp = vb;
+            }
+            if (!attn_gemm(c, c->f32, Qp, nh * dqk, dqk, dn, Kp, nh * dn, dn, Rp, dr, Vp, nh * dv, dv, dv, G.count, nh, nh,
+                           dp.pos + G.first, cp.pos.data() + G.first, m->attn_scale, att + G.first * nh * dv, nh * dv,
+                           dv))
+                return report(c, err, "attention");
+            continue;
+        }
         build_kfull(c, kn, kvl, width, cells, nk, nh, dn, dr, dc, K);
         if (!flash(c, q + G.first * nh * dqk, nh * dqk, dqk, K, nh * dqk, dqk, V, nh * dv, dv, G.count, nh, nh, dqk, dv,
                    dp.pos + G.first, nk, m->attn_scale, att + G.first * nh * dv, nh * dv, dv))
@@ -729,6 +759,22 @@ static lode_status llama_layer(lode_cuda_model *cm, const lode_model *m, float *
         float *KV = A(float, G.nk * width);
         if (!KV) return report(c, err, "attention");
         gather_rows(c, kvl, width, dp.kc + G.koff, G.nk, 0, width, KV, width);
+        if (use_attn_gemm(G.count)) {
+            const void *Qp = q + G.first * nh * hd, *Kp = KV;
+            if (!c->f32) {
+                void *qb = arena(c, (size_t)(G.count * nh * hd) * 2), *kb = arena(c, (size_t)(G.nk * width) * 2);
+                if (!qb || !kb) return report(c, err, "attention");
+                to_bf16(c, q + G.first * nh * hd, nh * hd, G.count, nh * hd, qb, nh * hd);
+                to_bf16(c, KV, width, G.nk, width, kb, width);
+                Qp = qb, Kp = kb;
+            }
+            const void *Vp = (const char *)Kp + (size_t)(nkv * hd) * (c->f32 ? 4 : 2);
+            if (!attn_gemm(c, c->f32, Qp, nh * hd, hd, hd, Kp, width, hd, nullptr, 0, Vp, width, hd, hd, G.count, nh, nkv,
+                           dp.pos + G.first, cp.pos.data() + G.first, m->attn_scale, att + G.first * nh * hd, nh * hd,
+                           hd))
+                return report(c, err, "attention");
+            continue;
+        }
         if (!flash(c, q + G.first * nh * hd, nh * hd, hd, KV, width, hd, KV + nkv * hd, width, hd, G.count, nh, nkv, hd,
                    hd, dp.pos + G.first, G.nk, m->attn_scale, att + G.first * nh * hd, nh * hd, hd))
             return report(c, err, "attention");

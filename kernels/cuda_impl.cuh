@@ -138,6 +138,15 @@ bool mla_attend(ctx *c, const float *qf, int64_t n, int64_t nh, int64_t dc, int6
 bool flash(ctx *c, const float *Q, int64_t ldq, int64_t hsq, const float *K, int64_t ldk, int64_t hsk,
            const float *V, int64_t ldv, int64_t hsv, int64_t nq, int64_t nh, int64_t nkvh, int64_t dqk, int64_t dv,
            const int32_t *pos, int64_t nk, float scale, float *O, int64_t ldo, int64_t hso);
+// Causal attention by cuBLAS (S = scale·Q·Kᵀ [+ scale·Q_pe·K_rᵀ with one
+// key shared by all heads], softmax, O = P·V) for one sequence's queries;
+// Q/K/Kr/V are f32 (f32) or bf16 element arrays; pos_host gives the host
+// copy of the queries' positions (ascending).
+bool attn_gemm(ctx *c, bool f32, const void *Q, int64_t ldq, int64_t hsq, int64_t d1, const void *K, int64_t ldk,
+               int64_t hsk, const void *Kr, int64_t d2, const void *V, int64_t ldv, int64_t hsv, int64_t dv, int64_t nq,
+               int64_t nh, int64_t nkvh, const int32_t *pos_dev, const int32_t *pos_host, float scale, float *O,
+               int64_t ldo, int64_t hso);
+void to_bf16(ctx *c, const float *X, int64_t ldx, int64_t n, int64_t cols, void *out, int64_t ld);
 bool kernels_init(ctx *c, lode_error *err);
 // Stream-read n float4 (sum into out[block]) — bandwidth probe.
 void read_probe(ctx *c, const float4 *src, int64_t n, float *out, int blocks);

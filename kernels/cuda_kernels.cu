@@ -815,6 +815,110 @@ void read_probe(ctx *c, const float4 *src, int64_t n, float *out, int blocks) {
     LAUNCH_CHECK(c, "read probe");
 }
 
+// ---- attention by tensor-core GEMMs (long prefills) ---------------------------
+// Per query block: S = scale·Q·Kᵀ (one strided-batched GEMM over heads, plus
+// a second one for a shared rope key, MLA's k_pe), a causal softmax kernel
+// writing P, then O = P·V. S is materialized (f32, one block of queries at a
+// time), so this trades memory traffic for tensor-core throughput.
+__global__ void k_softmax_causal(const float *S, int64_t ldS, int64_t hstride, void *P, int p_f32, const int32_t *pos,
+                                 int q0, int nkb) {
+    __shared__ float sh[32];
+    const int r = blockIdx.x, h = blockIdx.y;
+    const float *row = S + (int64_t)h * hstride + (int64_t)r * ldS;
+    const int valid = min(nkb, pos[q0 + r] + 1);
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < valid; j += blockDim.x) mx = fmaxf(mx, row[j]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = mx;
+    __syncthreads();
+    mx = -INFINITY;
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) mx = fmaxf(mx, sh[i]);
+    float sum = 0.f;
+    for (int j = threadIdx.x; j < valid; j += blockDim.x) sum += __expf(row[j] - mx);
+    sum = block_sum(sum, sh);
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    const int64_t base = (int64_t)h * hstride + (int64_t)r * ldS;
+    for (int j = threadIdx.x; j < nkb; j += blockDim.x) {
+        const float v = j < valid ? __expf(row[j] - mx) * inv : 0.f;
+        if (p_f32) ((float *)P)[base + j] = v;
+        else ((__nv_bfloat16 *)P)[base + j] = __float2bfloat16_rn(v);
+    }
+}
+
+static bool gemm_sb(ctx *c, cublasOperation_t ta, int m, int n, int k, float alpha, const void *A, int64_t lda,
+                    int64_t sa, const void *B, int64_t ldb, int64_t sb, float beta, float *C, int64_t ldc, int64_t sc,
+                    int batch, cudaDataType_t t) {
+    cublasStatus_t s = cublasGemmStridedBatchedEx(c->blas, ta, CUBLAS_OP_N, m, n, k, &alpha, A, t, (int)lda, sa, B, t,
+                                                  (int)ldb, sb, &beta, C, CUDA_R_32F, (int)ldc, sc, batch,
+                                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        if (c->berr == CUBLAS_STATUS_SUCCESS) c->berr = s, c->where = "cublasGemmStridedBatchedEx (attention)";
+        return false;
+    }
+    return true;
+}
+
+// Element pointers of type t (f32 or bf16).
+static inline const void *eoff(const void *p, int64_t e, bool f32) {
+    return (const char *)p + (size_t)e * (f32 ? 4 : 2);
+}
+
+bool attn_gemm(ctx *c, bool f32, const void *Q, int64_t ldq, int64_t hsq, int64_t d1, const void *K, int64_t ldk,
+               int64_t hsk, const void *Kr, int64_t d2, const void *V, int64_t ldv, int64_t hsv, int64_t dv, int64_t nq,
+               int64_t nh, int64_t nkvh, const int32_t *pos_dev, const int32_t *pos_host, float scale, float *O,
+               int64_t ldo, int64_t hso) {
+    if (nq <= 0) return true;
+    const cudaDataType_t t = f32 ? CUDA_R_32F : CUDA_R_16BF;
+    const int64_t gqa = nh / nkvh;
+    const int64_t nk_all = pos_host[nq - 1] + 1;
+    const int64_t ld_all = (nk_all + 7) & ~(int64_t)7;
+    // S (f32) + P per element: keep one query block under ~3 GB.
+    int64_t bq = (int64_t)(((size_t)3 << 30) / ((size_t)nh * (size_t)ld_all * (f32 ? 8 : 6)));
+    bq = bq >= 64 ? bq / 64 * 64 : (bq < 16 ? 16 : bq);
+    if (bq > nq) bq = nq;
+    float *S = (float *)arena(c, sizeof(float) * (size_t)(nh * bq * ld_all));
+    void *P = arena(c, (size_t)(nh * bq * ld_all) * (f32 ? 4 : 2));
+    if (!S || !P) return false;
+    for (int64_t q0 = 0; q0 < nq; q0 += bq) {
+        const int64_t nb = nq - q0 < bq ? nq - q0 : bq;
+        const int64_t nkb = pos_host[q0 + nb - 1] + 1, ldS = (nkb + 7) & ~(int64_t)7, hs = nb * ldS;
+        // One batched call per KV head (its gqa query heads share K: stride 0), or one call over
+        // all heads when every head has its own K (MLA decompressed).
+        const int64_t ncall = gqa == 1 ? 1 : nkvh, nbatch = gqa == 1 ? nh : gqa, ska = gqa == 1 ? hsk : 0;
+        for (int64_t g = 0; g < ncall; g++) {
+            const int64_t h0 = g * gqa;
+            // S_h = scale · K_h(nkb x d1) · Q_h(d1 x nb)   (column-major: nkb x nb, ld ldS)
+            if (!gemm_sb(c, CUBLAS_OP_T, (int)nkb, (int)nb, (int)d1, scale, eoff(K, g * hsk, f32), ldk, ska,
+                         eoff(Q, q0 * ldq + h0 * hsq, f32), ldq, hsq, 0.f, S + h0 * hs, ldS, hs, (int)nbatch, t))
+                return false;
+            if (Kr && d2 > 0 &&
+                !gemm_sb(c, CUBLAS_OP_T, (int)nkb, (int)nb, (int)d2, scale, Kr, d2, 0,
+                         eoff(Q, q0 * ldq + h0 * hsq + d1, f32), ldq, hsq, 1.f, S + h0 * hs, ldS, hs, (int)nbatch, t))
+                return false;
+        }
+        k_softmax_causal<<<dim3((unsigned)nb, (unsigned)nh), 256, 0, c->st>>>(S, ldS, hs, P, f32 ? 1 : 0, pos_dev,
+                                                                            (int)q0, (int)nkb);
+        if (!LAUNCH_CHECK(c, "causal softmax")) return false;
+        const int64_t sva = gqa == 1 ? hsv : 0;
+        for (int64_t g = 0; g < ncall; g++) {
+            const int64_t h0 = g * gqa;
+            // O_h(dv x nb) = V_h(dv x nkb) · P_h(nkb x nb)
+            if (!gemm_sb(c, CUBLAS_OP_N, (int)dv, (int)nb, (int)nkb, 1.f, eoff(V, g * hsv, f32), ldv, sva,
+                         eoff(P, h0 * hs, f32), ldS, hs, 0.f, O + q0 * ldo + h0 * hso, ldo, hso, (int)nbatch, t))
+                return false;
+        }
+    }
+    return true;
+}
+
+void to_bf16(ctx *c, const float *X, int64_t ldx, int64_t n, int64_t cols, void *out, int64_t ld) {
+    if (n <= 0) return;
+    k_to_bf16<<<grid_for(n * cols, 256), 256, 0, c->st>>>(X, ldx, n, (int)cols, (__nv_bfloat16 *)out, ld);
+    LAUNCH_CHECK(c, "to bf16");
+}
+
 // Shared-memory limits: opt in to what the model's shapes need.
 bool kernels_init(ctx *c, lode_error *err) {
     (void)err;

@@ -245,6 +245,21 @@ static void whole_model(const char *preset, lode_type type, bool f32, double tol
     snprintf(what, sizeof what, "%s %s f32=%d chunked", preset, lode_type_name(type), f32);
     compare_model(cpu, gpu, 90, tol, what);
     unsetenv("LODE_CUDA_CHUNK");
+    /* prefill attention through cuBLAS (S = QKᵀ, softmax, PV) instead of k_flash */
+    setenv("LODE_CUDA_ATTN", "gemm", 1);
+    snprintf(what, sizeof what, "%s %s f32=%d gemm attention", preset, lode_type_name(type), f32);
+    compare_model(cpu, gpu, 90, tol, what);
+    /* decompressed passes that start past position 0 (queries != keys) */
+    lode_model_set_mla_mode(cpu, LODE_MLA_DECOMPRESSED);
+    lode_model_set_mla_mode(gpu, LODE_MLA_DECOMPRESSED);
+    setenv("LODE_CUDA_CHUNK", "40", 1);
+    snprintf(what, sizeof what, "%s %s f32=%d gemm attention, 40-token passes", preset, lode_type_name(type), f32);
+    compare_model(cpu, gpu, 90, tol, what);
+    setenv("LODE_CUDA_ATTN", "flash", 1);
+    snprintf(what, sizeof what, "%s %s f32=%d flash attention, 40-token passes", preset, lode_type_name(type), f32);
+    compare_model(cpu, gpu, 90, tol, what);
+    unsetenv("LODE_CUDA_CHUNK");
+    unsetenv("LODE_CUDA_ATTN");
     lode_model_free(cpu);
     lode_model_free(gpu);
     unlink(g_path);
