@@ -596,7 +596,7 @@ static lode_status ffn(lode_cuda_model *cm, const lode_model *m, const dlayer &L
     const int64_t H = cf->n_embd;
     if (!L.is_moe) {
         swiglu(c, L.ffn_gate, L.ffn_up, L.ffn_down, a, n, x);
-        return LODE_OK;
+        return failed(c) ? report(c, err, "FFN") : LODE_OK;
     }
     const int64_t E = cf->n_expert, k = cf->n_expert_used, I = cf->n_ff_exp, np = n * k;
     float *lg = A(float, n * E), *scr = A(float, n * (E + cf->n_group)), *w = A(float, np);
