@@ -108,14 +108,14 @@ $(BUILD)/%.o: %.cu $(CU_DEPS)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -DLODE_HAVE_CUDA -c $< -o $@
 
-$(GRAMMAR_NM)/.lode-stamp:
+$(GRAMMAR_NM)/tree-sitter-c/package.json:
 	@echo "✗ grammars/node_modules is missing (tree-sitter grammars): run 'make deps' (npm ci in grammars/)" >&2; exit 1
 
-$(GRAMMAR_OUT)/%.o: $(GRAMMAR_NM)/%.c | $(GRAMMAR_NM)/.lode-stamp
+$(GRAMMAR_OUT)/%.o: $(GRAMMAR_NM)/%.c | $(GRAMMAR_NM)/tree-sitter-c/package.json
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O2 -g0 -w -fPIC -I$(dir $<) -c $< -o $@
 
-$(GRAMMAR_OUT)/queries.c: grammars/embed_queries.py $(GRAMMAR_QUERIES) | $(GRAMMAR_NM)/.lode-stamp
+$(GRAMMAR_OUT)/queries.c: grammars/embed_queries.py $(GRAMMAR_QUERIES) | $(GRAMMAR_NM)/tree-sitter-c/package.json
 	@mkdir -p $(dir $@)
 	/usr/bin/python3 grammars/embed_queries.py $(GRAMMAR_NM) grammars/queries $@
 
