@@ -8,6 +8,7 @@
 .DEFAULT_GOAL := all
 SHELL := /bin/bash
 
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 SAN ?= 0
 ifeq ($(SAN),1)
   BUILD ?= build-san
@@ -148,9 +149,9 @@ deps:
 	@tools/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all tests
+	@$(MAKE) --no-print-directory -j$(NPROC) all tests
 	@tools/run-tests.sh $(BUILD)
-	@$(MAKE) --no-print-directory SAN=1 NO_CUDA=1 all tests
+	@$(MAKE) --no-print-directory -j$(NPROC) SAN=1 NO_CUDA=1 all tests
 	@LODE_SAN=1 tools/run-tests.sh build-san
 
 san:
