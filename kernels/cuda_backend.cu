@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <new>
 #include <vector>
 
 #include "cuda_impl.cuh"
@@ -362,7 +363,7 @@ static bool upload_mla(lode_cuda_model *cm, const lode_model *m, const lode_laye
            upload_f32_rows(&cm->c, uv.data(), nh * dv, dc, false, &D->wuv, err);
 }
 
-extern "C" lode_status lode_cuda_model_new(lode_model *m, lode_cuda_model **out, lode_error *err) {
+static lode_status cuda_model_new(lode_model *m, lode_cuda_model **out, lode_error *err) {
     *out = nullptr;
     const lode_config *cf = &m->cfg;
     const bool ds = cf->arch == LODE_ARCH_DEEPSEEK2;
@@ -458,6 +459,15 @@ extern "C" lode_status lode_cuda_model_new(lode_model *m, lode_cuda_model **out,
              c->f32 ? "f32" : "bf16/quantized", (double)c->weight_bytes / 1e9);
     *out = cm;
     return LODE_OK;
+}
+
+extern "C" lode_status lode_cuda_model_new(lode_model *m, lode_cuda_model **out, lode_error *err) {
+    try {
+        return cuda_model_new(m, out, err);
+    } catch (const std::bad_alloc &) {
+        *out = nullptr;
+        return lode_error_set(err, LODE_ERR_NOMEM, "out of host memory preparing the CUDA weights");
+    }
 }
 
 extern "C" void lode_cuda_model_free(lode_cuda_model *cm) {
@@ -858,8 +868,8 @@ static lode_status run_pass(lode_cuda_model *cm, lode_model *m, dev_kv *dk, cons
     return failed(c) ? report(c, err, "eval") : LODE_OK;
 }
 
-extern "C" lode_status lode_cuda_eval(lode_model *m, lode_kv *kv, const lode_eval_plan *p, const float *xh,
-                                      const bool *want, float *logits, lode_error *err) {
+static lode_status cuda_eval(lode_model *m, lode_kv *kv, const lode_eval_plan *p, const float *xh, const bool *want,
+                             float *logits, lode_error *err) {
     lode_cuda_model *cm = m->cuda;
     ctx *c = &cm->c;
     const lode_config *cf = &m->cfg;
@@ -987,6 +997,18 @@ extern "C" lode_status lode_cuda_eval(lode_model *m, lode_kv *kv, const lode_eva
         if (failed(c)) return report(c, err, "eval");
     }
     return LODE_OK;
+}
+
+// Host-side containers may throw std::bad_alloc: never let it escape to C.
+extern "C" lode_status lode_cuda_eval(lode_model *m, lode_kv *kv, const lode_eval_plan *p, const float *xh,
+                                      const bool *want, float *logits, lode_error *err) {
+    try {
+        return cuda_eval(m, kv, p, xh, want, logits, err);
+    } catch (const std::bad_alloc &) {
+        cudaStreamSynchronize(m->cuda->c.st);
+        cudaGetLastError();
+        return lode_error_set(err, LODE_ERR_NOMEM, "out of host memory planning a CUDA evaluation");
+    }
 }
 
 // ---- test hooks -------------------------------------------------------------------
