@@ -65,8 +65,6 @@ endif
 endif
 GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
 NVCCFLAGS ?= -O3 -std=c++17 $(GENCODE) -Xcompiler -fPIC -Iengine -Ikernels
-# nvcc objects: rebuild when the headers they share with the engine change.
-CU_DEPS := $(wildcard kernels/*.cuh kernels/*.h) engine/model_impl.h engine/lode_engine.h engine/quant_blocks.h
 
 # ---- tree-sitter grammars (grammars/, fetched by `make deps`) -------------
 # parser.c/scanner.c of each pinned npm grammar, compiled once with -O2 -w and
@@ -105,9 +103,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/%.o: %.cu $(CU_DEPS)
+$(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -DLODE_HAVE_CUDA -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -DLODE_HAVE_CUDA -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 
 $(GRAMMAR_NM)/tree-sitter-c/package.json:
 	@echo "✗ grammars/node_modules is missing (tree-sitter grammars): run 'make deps' (npm ci in grammars/)" >&2; exit 1

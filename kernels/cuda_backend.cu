@@ -13,6 +13,10 @@
 #include <new>
 #include <vector>
 
+#include "lode_cuda.h" // first: C++ spelling of _Noreturn for lode_base.h
+extern "C" {
+#include "model_impl.h"
+}
 #include "cuda_impl.cuh"
 
 namespace lcu {

@@ -13,9 +13,13 @@
 #include <vector>
 
 #include "lode_cuda.h" // first: C++ spelling of _Noreturn for lode_base.h
+#include "lode_engine.h"
 extern "C" {
-#include "model_impl.h"
+#include "lode_pool.h"
 }
+// Not model_impl.h: the kernels (cuda_kernels.cu, the slow nvcc object) do
+// not depend on the engine's private structures; cuda_backend.cu does.
+struct lode_mat;
 #include "quant_blocks.h"
 
 namespace lcu {
@@ -94,7 +98,7 @@ void arena_reset(ctx *c);
 bool check(ctx *c, cudaError_t e, const char *where);
 void *pinned(ctx *c, size_t bytes);
 // Upload one host matrix (any lode type) as a device matrix.
-bool upload_mat(ctx *c, lode_pool *pool, const lode_mat *src, int n_src, bool force_f32, dmat *out,
+bool upload_mat(ctx *c, lode_pool *pool, const struct lode_mat *src, int n_src, bool force_f32, dmat *out,
                 lode_error *err);
 bool upload_f32_rows(ctx *c, const float *host, int64_t rows, int64_t cols, bool force_f32, dmat *out,
                      lode_error *err);

@@ -1,6 +1,6 @@
 // cuda_probe.cu — device discovery for the CUDA backend. A binary built with
 // CUDA must still run on machines with no GPU or driver: every runtime error
-// becomes "0 devices" plus a message, never an abort.
+// becomes "0 devices" plus a message, never an abort (see lode_cuda.h).
 #include <cuda_runtime.h>
 #include <stdio.h>
 
