@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
 # tools/gpu-check.sh — the CUDA backend's device check (docs/cuda.md).
 #
-# The device machine has nvcc but none of lode's build dependencies (jansson,
-# libuv, pcre2, tree-sitter, criterion) and no network, so the binaries are
-# built HERE and carried:
+# The device machine has nvcc, cmake and ninja but none of lode's build
+# dependencies (jansson, libuv, pcre2, tree-sitter, criterion) and no
+# network, so lode's binaries are built HERE and carried:
 #
 #   1. here:   tools/gpu-check.sh prepare
 #              builds build-gpu/ (sm_90: H100/H200) with lode, test_cuda and
-#              gpu_bench plus the shared libraries they need (build-gpu/lib),
-#              and wrappers in build-gpu/bin that set LD_LIBRARY_PATH.
-#   2. device: run(command="tools/gpu-check.sh run all", carry=["build-gpu"], timeout_s=590)
+#              gpu_bench plus the shared libraries they need (build-gpu/lib)
+#              and wrappers in build-gpu/bin that set LD_LIBRARY_PATH; copies
+#              llama.cpp's source (the git bundle inside the npm node-llama-cpp
+#              package, 35 MB) to .gpu-carry/ for an optional device build.
+#   2. device, optional, for the llama.cpp CUDA column (≈ 5 min of device time):
+#              run(command="tools/gpu-check.sh llamacpp-build", carry=[".gpu-carry"], timeout_s=590)
+#              builds llama-bench with CUDA into /tmp/llama-cuda on the device,
+#              which stays there while the machine is warm (30 s after a call):
+#              make the next call at once.
+#   3. device: run(command="tools/gpu-check.sh run all", timeout_s=590, carry=["build-gpu/bin",
+#                  "build-gpu/lib", "build-gpu/lode", "build-gpu/gpu_bench", "build-gpu/tests/test_cuda"])
 #              (or `run tests` / `run bench`). Prints the GPU, the test
 #              results, then one table of the Lite-shape benchmarks.
 #
 # Env for `run`: TYPES="q4_k q8_0 bf16" (Lite files generated on the device,
 # one at a time, deleted after), LONG=131072 (the long-prompt row; 0 = skip),
-# LONG_TYPES="q4_k", BENCH_DIR=/tmp/lode-bench, LLAMA_BENCH=/path/llama-bench
-# (a llama.cpp CUDA llama-bench on the device, when one was carried; the
-# npm @node-llama-cpp/linux-x64-cuda package is 143 MB and does not fit a
-# 64 MiB carry, see docs/cuda.md).
+# LONG_TYPES="q4_k", BENCH_DIR=/tmp/lode-bench, LLAMA_BENCH (default
+# /tmp/llama-cuda/bin/llama-bench when step 2 ran). The prebuilt npm
+# @node-llama-cpp/linux-x64-cuda package (143 MB) does not fit a 64 MiB
+# carry and the image has no node (docs/cuda.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=build-gpu
@@ -51,8 +59,19 @@ EOF
     chmod +x $OUTDIR/bin/$b
   done
   strip --strip-debug $OUTDIR/lode $OUTDIR/gpu_bench $OUTDIR/tests/test_cuda 2>/dev/null || true
-  echo "carry size: $(du -sh $OUTDIR --exclude='*.o' --exclude='*.d' | cut -f1) (build-gpu; objects are carried too: $(du -sh $OUTDIR | cut -f1))"
-  echo "next, on the device: run(command=\"tools/gpu-check.sh run all\", carry=[\"build-gpu\"], timeout_s=590)"
+  echo "runtime carry: $(du -csh $OUTDIR/bin $OUTDIR/lib $OUTDIR/lode $OUTDIR/gpu_bench $OUTDIR/tests/test_cuda | tail -1 | cut -f1)"
+  local B=tests/npm/node_modules/node-llama-cpp/llama/gitRelease.bundle
+  grep -qx '/.gpu-carry/' .git/info/exclude || echo '/.gpu-carry/' >>.git/info/exclude
+  if [ -f "$B" ]; then
+    mkdir -p .gpu-carry && cp "$B" .gpu-carry/llama.cpp.bundle
+    cp tests/npm/node_modules/node-llama-cpp/llama/llama.cpp.info.json .gpu-carry/ 2>/dev/null || true
+    echo "llama.cpp source bundle: .gpu-carry/llama.cpp.bundle ($(du -h .gpu-carry/llama.cpp.bundle | cut -f1))"
+  else
+    echo "no $B (run make deps): the llama.cpp CUDA column will be n/a"
+  fi
+  echo "next, on the device (see the top of $0):"
+  echo '  optional: run(command="tools/gpu-check.sh llamacpp-build", carry=[".gpu-carry"], timeout_s=590)'
+  echo '  then:     run(command="tools/gpu-check.sh run all", timeout_s=590, carry=["build-gpu/bin", "build-gpu/lib", "build-gpu/lode", "build-gpu/gpu_bench", "build-gpu/tests/test_cuda"])'
 }
 
 find_cuda_libs() {
@@ -97,8 +116,11 @@ run_bench() {
     J=$($OUTDIR/bin/gpu_bench "$F" --long "$L" 2>&1 | tail -1)
     echo "bench $T: $((SECONDS - t0)) s: $J"
     local C=""
-    if [ -n "${LLAMA_BENCH:-}" ] && [ -x "$LLAMA_BENCH" ]; then
-      C=$("$LLAMA_BENCH" -m "$F" -ngl 99 -p 512 -n 128 -o json 2>/dev/null | tr -d '\n')
+    local LB=${LLAMA_BENCH:-/tmp/llama-cuda/bin/llama-bench}
+    if [ -x "$LB" ]; then
+      t0=$SECONDS
+      C=$("$LB" -m "$F" -ngl 99 -fa 1 -p 512,16384 -n 128 -r 2 -o json 2>/dev/null | tr -d '\n')
+      echo "llama-bench $T: $((SECONDS - t0)) s"
     fi
     rows+=("$T|$(stat -c %s "$F")|$J|$C")
     rm -f "$F"
@@ -106,7 +128,7 @@ run_bench() {
   python3 - "${rows[@]}" <<'PY'
 import json, sys
 print()
-print("| type | file GB | tg b1 t/s | roofline b1 t/s | b1 / roofline | tg b8 t/s | pp512 t/s | pp16K t/s | 128K prompt s | llama.cpp pp512 / tg128 |")
+print("| type | file GB | tg b1 t/s | roofline b1 t/s | b1 / roofline | tg b8 t/s | pp512 t/s | pp16K t/s | 128K prompt s | llama.cpp pp512 / pp16K / tg128 |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for row in sys.argv[1:]:
     t, size, j, c = row.split("|", 3)
@@ -123,9 +145,9 @@ for row in sys.argv[1:]:
     if c:
         try:
             r = json.loads(c)
-            pp = [x["avg_ts"] for x in r if x.get("n_prompt", 0) > 0]
+            pp = {x["n_prompt"]: x["avg_ts"] for x in r if x.get("n_prompt", 0) > 0}
             tg = [x["avg_ts"] for x in r if x.get("n_gen", 0) > 0]
-            lc = f"{pp[0]:.0f} / {tg[0]:.1f}"
+            lc = f"{pp.get(512, 0):.0f} / {pp.get(16384, 0):.0f} / {tg[0]:.1f}"
         except Exception:
             lc = "unparsed"
     long_s = f"{d['long_s']:.1f} ({d['long_tokens']} tok)" if d["long_tokens"] else "-"
@@ -136,8 +158,24 @@ print("roofline = measured HBM read bandwidth / active bytes per token; bars (is
 PY
 }
 
+llamacpp_build() {
+  # On the device: llama-bench with CUDA (sm_90) from the carried source bundle.
+  set -e
+  local src=/tmp/llama-src out=/tmp/llama-cuda t0=$SECONDS
+  [ -f .gpu-carry/llama.cpp.bundle ] || { echo "no .gpu-carry/llama.cpp.bundle: run prepare here and carry .gpu-carry"; exit 2; }
+  command -v git >/dev/null || { echo "no git on the device: cannot unpack the bundle"; exit 2; }
+  rm -rf "$src" && git -c advice.detachedHead=false clone -q .gpu-carry/llama.cpp.bundle "$src"
+  cmake -S "$src" -B "$src/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_BUILD_SERVER=OFF >/dev/null
+  ninja -C "$src/build" -j"$(nproc)" llama-bench >/dev/null
+  mkdir -p "$out/bin" && cp "$src/build/bin/llama-bench" "$out/bin/"
+  echo "llama-bench (CUDA, $(cat .gpu-carry/llama.cpp.info.json 2>/dev/null | tr -d ' \n')) built in $((SECONDS - t0)) s: $out/bin/llama-bench"
+}
+
 case "${1:-}" in
   prepare) prepare ;;
+  llamacpp-build) llamacpp_build ;;
   run)
     [ -x $OUTDIR/bin/lode ] || { echo "no $OUTDIR/bin/lode: run 'tools/gpu-check.sh prepare' here and carry build-gpu"; exit 2; }
     find_cuda_libs
@@ -152,5 +190,5 @@ case "${1:-}" in
       *) echo "usage: tools/gpu-check.sh run [tests|bench|all]"; exit 2 ;;
     esac
     exit $rc ;;
-  *) echo "usage: tools/gpu-check.sh prepare | run [tests|bench|all]"; exit 2 ;;
+  *) echo "usage: tools/gpu-check.sh prepare | llamacpp-build | run [tests|bench|all]"; exit 2 ;;
 esac
