@@ -361,6 +361,37 @@ static ix_result job_apply(lode_index *ix, lode__ixjob *j) {
     return IX_ADDED;
 }
 
+/* A cache entry is used only when the file still says what it recorded:
+ * every name at its offset, every import's text at its offset, every line
+ * number right. (The checksum catches corruption; this catches a cache that
+ * is well-formed but wrong, and files changed within the mtime's
+ * granularity.) Kinds and body offsets cannot be checked without parsing. */
+static bool cache_entry_matches(lode_index *ix, lode__ixfile *f) {
+    size_t len = 0;
+    struct stat st;
+    bool big;
+    char *text = read_file(f->path, ix->max_file_bytes, &len, &st, &big);
+    bool ok = text && len == f->size;
+    uint32_t line = 0, at = 0;
+    for (size_t i = 0; ok && i < f->syms.n_syms; i++) {
+        const lode_sym *s = &f->syms.syms[i];
+        size_t nl = strlen(s->name);
+        ok = s->end <= len && s->name_start + nl <= len && memcmp(text + s->name_start, s->name, nl) == 0;
+        if (!ok) break;
+        if (s->start < at) line = 0, at = 0; /* not sorted: count from the top */
+        for (; at < s->start; at++) line += text[at] == '\n';
+        ok = line == s->line;
+    }
+    for (size_t i = 0; ok && i < f->syms.n_imports; i++) {
+        const lode_import *im = &f->syms.imports[i];
+        size_t tl = strlen(im->text);
+        ok = im->end <= len && tl <= im->end - im->start && memcmp(text + im->start, im->text, tl) == 0;
+    }
+    lode_free(text);
+    if (!ok) lode_log(LODE_LOG_INFO, "index: cache entry of %s does not match the file: re-parsing", f->path);
+    return ok;
+}
+
 /* Index one regular file (canonical path inside root r; ignore rules already
  * applied). Reuses the entry when size/mtime/inode are unchanged. During a
  * scan the work is queued (run_jobs parses the queue on several threads);
@@ -370,7 +401,7 @@ static ix_result index_one(lode_index *ix, size_t r, const char *path, const str
     if (!l) return IX_SKIPPED;
     lode__ixfile *f = lode__ix_file(ix, path);
     if (pre && f && f->size == (uint64_t)pre->st_size && f->mtime_ns == mtime_ns(pre) &&
-        f->ino == (uint64_t)pre->st_ino) {
+        f->ino == (uint64_t)pre->st_ino && (!f->from_cache || f->seen || cache_entry_matches(ix, f))) {
         if (f->from_cache && !f->seen) ix->st.cache_hits++;
         f->seen = true;
         return IX_SAME;
