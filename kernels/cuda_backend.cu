@@ -1122,3 +1122,11 @@ extern "C" lode_status lode_cuda_measure_bandwidth(double *gbps, lode_error *err
     *gbps = ms > 0 ? (double)bytes * reps / (ms * 1e-3) / 1e9 : 0;
     return LODE_OK;
 }
+
+extern "C" lode_status lode_cuda_selftest_dequant(int type, const void *row, int64_t cols, float *out, lode_error *err) {
+    int dt = type == LODE_TYPE_F32 ? DT_F32 : type == LODE_TYPE_BF16 ? DT_BF16 : dt_of((lode_type)type);
+    if (dt < 0 || !dequant_row_host(dt, row, cols, out))
+        return lode_error_set(err, LODE_ERR_UNSUPPORTED, "type %s is not dequantized by the CUDA kernels",
+                              lode_type_name((lode_type)type));
+    return LODE_OK;
+}

@@ -6,6 +6,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cuda_impl.cuh"
 
@@ -14,28 +15,40 @@ namespace lcu {
 #define LAUNCH_CHECK(c, what) check((c), cudaGetLastError(), (what))
 
 // ---- element loads: 8 consecutive elements starting at i (i % 8 == 0) ----
-__device__ __forceinline__ float h2f(uint16_t u) { return __half2float(__ushort_as_half(u)); }
-__device__ __forceinline__ float bf2f(uint32_t u16) { return __uint_as_float(u16 << 16); }
+// Host and device: the host instantiation backs lode_cuda_selftest_dequant,
+// which checks the block indexing against the engine without a GPU.
+#define HD __host__ __device__ __forceinline__
+HD float h2f(uint16_t u) { return __half2float(__ushort_as_half(u)); }
+HD float bf2f(uint32_t u16) {
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(u16 << 16);
+#else
+    const uint32_t b = u16 << 16;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+#endif
+}
 
-template <int TY> __device__ __forceinline__ void load8(const uint8_t *row, int i, float w[8]);
+template <int TY> HD void load8(const uint8_t *row, int i, float w[8]);
 
-template <> __device__ __forceinline__ void load8<DT_F32>(const uint8_t *row, int i, float w[8]) {
+template <> HD void load8<DT_F32>(const uint8_t *row, int i, float w[8]) {
     const float4 a = *(const float4 *)(row + (size_t)i * 4), b = *(const float4 *)(row + (size_t)i * 4 + 16);
     w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = b.x, w[5] = b.y, w[6] = b.z, w[7] = b.w;
 }
-template <> __device__ __forceinline__ void load8<DT_BF16>(const uint8_t *row, int i, float w[8]) {
+template <> HD void load8<DT_BF16>(const uint8_t *row, int i, float w[8]) {
     const uint4 v = *(const uint4 *)(row + (size_t)i * 2);
     w[0] = bf2f(v.x & 0xffff), w[1] = bf2f(v.x >> 16), w[2] = bf2f(v.y & 0xffff), w[3] = bf2f(v.y >> 16);
     w[4] = bf2f(v.z & 0xffff), w[5] = bf2f(v.z >> 16), w[6] = bf2f(v.w & 0xffff), w[7] = bf2f(v.w >> 16);
 }
-template <> __device__ __forceinline__ void load8<DT_Q8_0>(const uint8_t *row, int i, float w[8]) {
+template <> HD void load8<DT_Q8_0>(const uint8_t *row, int i, float w[8]) {
     const uint8_t *b = row + (size_t)(i >> 5) * sizeof(lode_block_q8_0);
     const float d = h2f((uint16_t)(b[0] | (b[1] << 8)));
     const int8_t *q = (const int8_t *)(b + 2 + (i & 31));
 #pragma unroll
     for (int k = 0; k < 8; k++) w[k] = d * (float)q[k];
 }
-template <> __device__ __forceinline__ void load8<DT_Q4_K>(const uint8_t *row, int i, float w[8]) {
+template <> HD void load8<DT_Q4_K>(const uint8_t *row, int i, float w[8]) {
     const uint8_t *b = row + (size_t)(i >> 8) * sizeof(lode_block_q4_k);
     const int n = i & 255;
     const float d = h2f((uint16_t)(b[0] | (b[1] << 8))), dmin = h2f((uint16_t)(b[2] | (b[3] << 8)));
@@ -51,7 +64,7 @@ template <> __device__ __forceinline__ void load8<DT_Q4_K>(const uint8_t *row, i
         w[k] = ds * (float)q - dm;
     }
 }
-template <> __device__ __forceinline__ void load8<DT_Q6_K>(const uint8_t *row, int i, float w[8]) {
+template <> HD void load8<DT_Q6_K>(const uint8_t *row, int i, float w[8]) {
     const uint8_t *b = row + (size_t)(i >> 8) * sizeof(lode_block_q6_k);
     const int n = i & 255, h = n >> 7, r = n & 127, qtr = r >> 5, l0 = r & 31;
     const uint8_t *ql = b + 64 * h + l0 + ((qtr & 1) ? 32 : 0);
@@ -929,6 +942,23 @@ bool kernels_init(ctx *c, lode_error *err) {
     if (!check(c, cudaFuncSetAttribute(k_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, opt),
                "shared memory opt-in (flash)"))
         return false;
+    return true;
+}
+
+// Host run of the device dequantization (load8) over one row.
+bool dequant_row_host(int dt, const void *row, int64_t cols, float *out) {
+    for (int64_t i = 0; i < cols; i += 8) {
+        float w[8];
+        switch (dt) {
+        case DT_F32: load8<DT_F32>((const uint8_t *)row, (int)i, w); break;
+        case DT_BF16: load8<DT_BF16>((const uint8_t *)row, (int)i, w); break;
+        case DT_Q8_0: load8<DT_Q8_0>((const uint8_t *)row, (int)i, w); break;
+        case DT_Q4_K: load8<DT_Q4_K>((const uint8_t *)row, (int)i, w); break;
+        case DT_Q6_K: load8<DT_Q6_K>((const uint8_t *)row, (int)i, w); break;
+        default: return false;
+        }
+        for (int k = 0; k < 8 && i + k < cols; k++) out[i + k] = w[k];
+    }
     return true;
 }
 

@@ -46,6 +46,10 @@ lode_status lode_cuda_test_rope(float *x, int64_t n, int64_t n_pairs, const floa
     (void)x, (void)n, (void)n_pairs, (void)theta, (void)pos, (void)neox, (void)mag;
     return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);
 }
+lode_status lode_cuda_selftest_dequant(int type, const void *row, int64_t cols, float *out, lode_error *err) {
+    (void)type, (void)row, (void)cols, (void)out;
+    return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);
+}
 lode_status lode_cuda_measure_bandwidth(double *read_gbps, lode_error *err) {
     *read_gbps = 0;
     return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);

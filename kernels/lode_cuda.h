@@ -78,6 +78,11 @@ lode_status lode_cuda_test_rmsnorm(const float *x, const float *w, int64_t n, in
 lode_status lode_cuda_test_rope(float *x, int64_t n, int64_t n_pairs, const float *theta, const int64_t *pos,
                                 bool neox, float mag, lode_error *err);
 
+/* Runs WITHOUT a GPU: the device kernels' dequantization (compiled for the
+ * host too) of one row of type f32 (as stored on the device), q8_0, q4_k or
+ * q6_k into out[cols]; LODE_ERR_UNSUPPORTED for other types or builds
+ * without CUDA. bf16 rows: type LODE_TYPE_BF16 (raw bf16 pairs). */
+lode_status lode_cuda_selftest_dequant(int type, const void *row, int64_t cols, float *out, lode_error *err);
 /* Device 0's sustained HBM read bandwidth (GB/s, 1e9 bytes), measured by
  * a streaming read kernel over a 4 GiB buffer: the decode roofline. */
 lode_status lode_cuda_measure_bandwidth(double *read_gbps, lode_error *err);

@@ -44,6 +44,32 @@ static float frand(void) {
     return (float)((g_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
+/* ---- kernel code run on the host (no GPU needed) ------------------------ */
+/* The device dequantization (kernels/cuda_kernels.cu load8, compiled for the
+ * host as well) agrees bit for bit with the engine's to_f32 on random rows.
+ * Runs wherever the binary has the CUDA backend compiled in. */
+Test(cuda, dequant_block_indexing_matches_engine_on_host) {
+    if (!lode_cuda_compiled()) cr_skip_test("SKIP cuda: this lode build has no CUDA backend (nvcc was not found at build time)");
+    const lode_type types[] = {LODE_TYPE_F32, LODE_TYPE_BF16, LODE_TYPE_Q8_0, LODE_TYPE_Q4_K, LODE_TYPE_Q6_K};
+    const int64_t cols = 1024;
+    float *x = malloc(sizeof(float) * cols), *ref = malloc(sizeof(float) * cols), *got = malloc(sizeof(float) * cols);
+    char *row = malloc(8 * cols);
+    for (size_t t = 0; t < 5; t++) {
+        const lode_type_traits *tr = lode_type_get(types[t]);
+        for (int rep = 0; rep < 20; rep++) {
+            for (int64_t i = 0; i < cols; i++) x[i] = frand() * (rep % 3 ? 1.f : 37.f);
+            tr->from_f32(x, row, cols);
+            tr->to_f32(row, ref, cols);
+            lode_error err = {0};
+            cr_assert_eq(lode_cuda_selftest_dequant(types[t], row, cols, got, &err), LODE_OK, "%s", err.text);
+            for (int64_t i = 0; i < cols; i++)
+                cr_assert(got[i] == ref[i] || fabsf(got[i] - ref[i]) <= 1e-6f * fabsf(ref[i]),
+                          "%s rep %d element %lld: kernel %.9g engine %.9g", tr->name, rep, (long long)i, got[i], ref[i]);
+        }
+    }
+    free(x), free(ref), free(got), free(row);
+}
+
 /* ---- kernels ---------------------------------------------------------- */
 static void check_matmul(lode_type t, int64_t rows, int64_t cols, int64_t n, bool f32) {
     const lode_type_traits *tr = lode_type_get(t);
