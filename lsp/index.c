@@ -171,23 +171,37 @@ static void file_set_syms(lode_index *ix, lode__ixfile *f, lode_file_syms *fs) {
 }
 
 /* ---- gitignore lookups -------------------------------------------------------------- */
+/* Append the contents of a small regular file (no symlink) to *buf. */
+static void append_small_file(const char *path, char **buf, size_t *n) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < (1 << 20)) {
+        *buf = lode_xrealloc(*buf, *n + (size_t)st.st_size + 2);
+        size_t want = *n + (size_t)st.st_size;
+        ssize_t r;
+        while (*n < want && (r = read(fd, *buf + *n, want - *n)) > 0) *n += (size_t)r;
+        (*buf)[(*n)++] = '\n';
+    }
+    close(fd);
+}
+
+/* The patterns of dir/.gitignore; at a root, .git/info/exclude comes first
+ * (lower precedence, as in git). */
 static const lode__gitignore *gitignore_for(lode_index *ix, const char *dir) {
     lode__gitignore *g = lode__smap_get(&ix->ignores, dir);
     if (g) return g;
-    char *p = path_join(dir, ".gitignore");
-    int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    lode_free(p);
     char *buf = NULL;
     size_t n = 0;
-    if (fd >= 0) {
-        struct stat st;
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < (1 << 20)) {
-            buf = lode_xmalloc((size_t)st.st_size + 1);
-            ssize_t r;
-            while (n < (size_t)st.st_size && (r = read(fd, buf + n, (size_t)st.st_size - n)) > 0) n += (size_t)r;
-        }
-        close(fd);
+    for (size_t i = 0; i < ix->n_roots; i++) {
+        if (strcmp(dir, ix->roots[i]) != 0) continue;
+        char *ex = path_join(dir, ".git/info/exclude");
+        append_small_file(ex, &buf, &n);
+        lode_free(ex);
     }
+    char *p = path_join(dir, ".gitignore");
+    append_small_file(p, &buf, &n);
+    lode_free(p);
     g = lode__gitignore_parse(dir, buf ? buf : "", n);
     lode_free(buf);
     lode__smap_put(&ix->ignores, g->dir, g);

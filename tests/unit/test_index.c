@@ -144,6 +144,8 @@ Test(index, gitignore_semantics) {
     put("sub/inner/y.py", "inner_y = 1\n");
     put("sub/inner/.gitignore", "!y2.py\n");
     put("sub/inner/y2.py", "inner_y2 = 1\n");
+    put(".git/info/exclude", "# git's own\nexcluded.py\nkeep.gen.c\n"); /* lower precedence than .gitignore */
+    put("excluded.py", "excluded = 1\n");
     put("logs/.gitignore", "*\n");
     put("logs/l.c", "int logged;\n");
     lode_index *ix = open_ws("");
@@ -166,6 +168,7 @@ Test(index, gitignore_semantics) {
     cr_assert_not(has_file(ix, "sub/inner/y.py"));
     cr_assert(has_file(ix, "sub/inner/y2.py"));
     cr_assert_not(has_file(ix, "logs/l.c"));
+    cr_assert_not(has_file(ix, "excluded.py"));
     cr_assert_eq(lode_index_n_files(ix), 7);
     cr_assert_eq(n_defs(ix, "keep_gen"), 1);
     cr_assert_eq(n_defs(ix, "a_gen"), 0);
