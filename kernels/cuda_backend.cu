@@ -1130,3 +1130,13 @@ extern "C" lode_status lode_cuda_selftest_dequant(int type, const void *row, int
                               lode_type_name((lode_type)type));
     return LODE_OK;
 }
+
+extern "C" lode_status lode_cuda_selftest_attention(bool shared_rope_key, int64_t q_block, double *max_err,
+                                                    lode_error *err) {
+    try {
+        *max_err = attn_selftest(shared_rope_key, q_block);
+    } catch (const std::bad_alloc &) {
+        return lode_error_set(err, LODE_ERR_NOMEM, "out of memory");
+    }
+    return LODE_OK;
+}

@@ -153,6 +153,7 @@ bool attn_gemm(ctx *c, bool f32, const void *Q, int64_t ldq, int64_t hsq, int64_
 void to_bf16(ctx *c, const float *X, int64_t ldx, int64_t n, int64_t cols, void *out, int64_t ld);
 bool kernels_init(ctx *c, lode_error *err);
 bool dequant_row_host(int dt, const void *row, int64_t cols, float *out);
+double attn_selftest(bool shared_rope, int64_t bq_max);
 // Stream-read n float4 (sum into out[block]) — bandwidth probe.
 void read_probe(ctx *c, const float4 *src, int64_t n, float *out, int blocks);
 

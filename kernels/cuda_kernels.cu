@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "cuda_impl.cuh"
 
 namespace lcu {
@@ -878,21 +881,80 @@ static inline const void *eoff(const void *p, int64_t e, bool f32) {
     return (const char *)p + (size_t)e * (f32 ? 4 : 2);
 }
 
-bool attn_gemm(ctx *c, bool f32, const void *Q, int64_t ldq, int64_t hsq, int64_t d1, const void *K, int64_t ldk,
-               int64_t hsk, const void *Kr, int64_t d2, const void *V, int64_t ldv, int64_t hsv, int64_t dv, int64_t nq,
-               int64_t nh, int64_t nkvh, const int32_t *pos_dev, const int32_t *pos_host, float scale, float *O,
-               int64_t ldo, int64_t hso) {
+// The attention's sequence of GEMMs and softmaxes, written once against an
+// executor: dev_exec (cuBLAS + the kernel) on the GPU, host_exec (reference
+// loops with cuBLAS's column-major semantics) for lode_cuda_selftest_attention,
+// which checks the layout arithmetic without a GPU.
+struct dev_exec {
+    ctx *c;
+    bool f32;
+    void *alloc(size_t b) { return arena(c, b); }
+    bool gemm(cublasOperation_t ta, int m, int n, int k, float alpha, const void *A, int64_t lda, int64_t sa,
+              const void *B, int64_t ldb, int64_t sb, float beta, float *C, int64_t ldc, int64_t sc, int batch) {
+        return gemm_sb(c, ta, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch,
+                       f32 ? CUDA_R_32F : CUDA_R_16BF);
+    }
+    bool softmax(const float *S, int64_t ldS, int64_t hs, void *P, const int32_t *pos, int q0, int nkb, int nb, int nh) {
+        k_softmax_causal<<<dim3((unsigned)nb, (unsigned)nh), 256, 0, c->st>>>(S, ldS, hs, P, f32 ? 1 : 0, pos, q0, nkb);
+        return LAUNCH_CHECK(c, "causal softmax");
+    }
+};
+
+struct host_exec {
+    std::vector<std::vector<float>> bufs;
+    void *alloc(size_t b) {
+        bufs.emplace_back((b + 3) / 4);
+        return bufs.back().data();
+    }
+    bool gemm(cublasOperation_t ta, int m, int n, int k, float alpha, const void *A, int64_t lda, int64_t sa,
+              const void *B, int64_t ldb, int64_t sb, float beta, float *C, int64_t ldc, int64_t sc, int batch) {
+        for (int b = 0; b < batch; b++) {
+            const float *a = (const float *)A + b * sa, *bb = (const float *)B + b * sb;
+            float *cc = C + b * sc;
+            for (int j = 0; j < n; j++)
+                for (int i = 0; i < m; i++) {
+                    double acc = 0;
+                    for (int l = 0; l < k; l++)
+                        acc += (double)(ta == CUBLAS_OP_N ? a[i + (int64_t)l * lda] : a[l + (int64_t)i * lda]) *
+                               bb[l + (int64_t)j * ldb];
+                    float *o = cc + i + (int64_t)j * ldc;
+                    *o = (float)(alpha * acc + (beta != 0.f ? beta * *o : 0.0));
+                }
+        }
+        return true;
+    }
+    bool softmax(const float *S, int64_t ldS, int64_t hs, void *P, const int32_t *pos, int q0, int nkb, int nb, int nh) {
+        for (int h = 0; h < nh; h++)
+            for (int r = 0; r < nb; r++) {
+                const float *row = S + h * hs + r * ldS;
+                float *pr = (float *)P + h * hs + r * ldS;
+                const int valid = std::min(nkb, pos[q0 + r] + 1);
+                float mx = -INFINITY;
+                for (int j = 0; j < valid; j++) mx = fmaxf(mx, row[j]);
+                double sum = 0;
+                for (int j = 0; j < valid; j++) sum += exp((double)row[j] - mx);
+                for (int j = 0; j < nkb; j++) pr[j] = j < valid ? (float)(exp((double)row[j] - mx) / sum) : 0.f;
+            }
+        return true;
+    }
+};
+
+template <class X>
+static bool attn_gemm_t(X &x, bool f32, const void *Q, int64_t ldq, int64_t hsq, int64_t d1, const void *K, int64_t ldk,
+                        int64_t hsk, const void *Kr, int64_t d2, const void *V, int64_t ldv, int64_t hsv, int64_t dv,
+                        int64_t nq, int64_t nh, int64_t nkvh, const int32_t *pos_dev, const int32_t *pos_host,
+                        float scale, float *O, int64_t ldo, int64_t hso, int64_t bq_max) {
     if (nq <= 0) return true;
-    const cudaDataType_t t = f32 ? CUDA_R_32F : CUDA_R_16BF;
     const int64_t gqa = nh / nkvh;
     const int64_t nk_all = pos_host[nq - 1] + 1;
     const int64_t ld_all = (nk_all + 7) & ~(int64_t)7;
     // S (f32) + P per element: keep one query block under ~3 GB.
     int64_t bq = (int64_t)(((size_t)3 << 30) / ((size_t)nh * (size_t)ld_all * (f32 ? 8 : 6)));
     bq = bq >= 64 ? bq / 64 * 64 : (bq < 16 ? 16 : bq);
+    if (bq_max > 0 && bq > bq_max) bq = bq_max;
     if (bq > nq) bq = nq;
-    float *S = (float *)arena(c, sizeof(float) * (size_t)(nh * bq * ld_all));
-    void *P = arena(c, (size_t)(nh * bq * ld_all) * (f32 ? 4 : 2));
+    float *S = (float *)x.alloc(sizeof(float) * (size_t)(nh * bq * ld_all));
+    void *P = x.alloc((size_t)(nh * bq * ld_all) * (f32 ? 4 : 2));
     if (!S || !P) return false;
     for (int64_t q0 = 0; q0 < nq; q0 += bq) {
         const int64_t nb = nq - q0 < bq ? nq - q0 : bq;
@@ -903,27 +965,97 @@ bool attn_gemm(ctx *c, bool f32, const void *Q, int64_t ldq, int64_t hsq, int64_
         for (int64_t g = 0; g < ncall; g++) {
             const int64_t h0 = g * gqa;
             // S_h = scale · K_h(nkb x d1) · Q_h(d1 x nb)   (column-major: nkb x nb, ld ldS)
-            if (!gemm_sb(c, CUBLAS_OP_T, (int)nkb, (int)nb, (int)d1, scale, eoff(K, g * hsk, f32), ldk, ska,
-                         eoff(Q, q0 * ldq + h0 * hsq, f32), ldq, hsq, 0.f, S + h0 * hs, ldS, hs, (int)nbatch, t))
+            if (!x.gemm(CUBLAS_OP_T, (int)nkb, (int)nb, (int)d1, scale, eoff(K, g * hsk, f32), ldk, ska,
+                        eoff(Q, q0 * ldq + h0 * hsq, f32), ldq, hsq, 0.f, S + h0 * hs, ldS, hs, (int)nbatch))
                 return false;
             if (Kr && d2 > 0 &&
-                !gemm_sb(c, CUBLAS_OP_T, (int)nkb, (int)nb, (int)d2, scale, Kr, d2, 0,
-                         eoff(Q, q0 * ldq + h0 * hsq + d1, f32), ldq, hsq, 1.f, S + h0 * hs, ldS, hs, (int)nbatch, t))
+                !x.gemm(CUBLAS_OP_T, (int)nkb, (int)nb, (int)d2, scale, Kr, d2, 0,
+                        eoff(Q, q0 * ldq + h0 * hsq + d1, f32), ldq, hsq, 1.f, S + h0 * hs, ldS, hs, (int)nbatch))
                 return false;
         }
-        k_softmax_causal<<<dim3((unsigned)nb, (unsigned)nh), 256, 0, c->st>>>(S, ldS, hs, P, f32 ? 1 : 0, pos_dev,
-                                                                            (int)q0, (int)nkb);
-        if (!LAUNCH_CHECK(c, "causal softmax")) return false;
+        if (!x.softmax(S, ldS, hs, P, pos_dev, (int)q0, (int)nkb, (int)nb, (int)nh)) return false;
         const int64_t sva = gqa == 1 ? hsv : 0;
         for (int64_t g = 0; g < ncall; g++) {
             const int64_t h0 = g * gqa;
             // O_h(dv x nb) = V_h(dv x nkb) · P_h(nkb x nb)
-            if (!gemm_sb(c, CUBLAS_OP_N, (int)dv, (int)nb, (int)nkb, 1.f, eoff(V, g * hsv, f32), ldv, sva,
-                         eoff(P, h0 * hs, f32), ldS, hs, 0.f, O + q0 * ldo + h0 * hso, ldo, hso, (int)nbatch, t))
+            if (!x.gemm(CUBLAS_OP_N, (int)dv, (int)nb, (int)nkb, 1.f, eoff(V, g * hsv, f32), ldv, sva,
+                        eoff(P, h0 * hs, f32), ldS, hs, 0.f, O + q0 * ldo + h0 * hso, ldo, hso, (int)nbatch))
                 return false;
         }
     }
     return true;
+}
+
+bool attn_gemm(ctx *c, bool f32, const void *Q, int64_t ldq, int64_t hsq, int64_t d1, const void *K, int64_t ldk,
+               int64_t hsk, const void *Kr, int64_t d2, const void *V, int64_t ldv, int64_t hsv, int64_t dv, int64_t nq,
+               int64_t nh, int64_t nkvh, const int32_t *pos_dev, const int32_t *pos_host, float scale, float *O,
+               int64_t ldo, int64_t hso) {
+    dev_exec x = {c, f32};
+    return attn_gemm_t(x, f32, Q, ldq, hsq, d1, K, ldk, hsk, Kr, d2, V, ldv, hsv, dv, nq, nh, nkvh, pos_dev, pos_host,
+                       scale, O, ldo, hso, 0);
+}
+
+// Host check of attn_gemm's layouts against a direct causal attention.
+// shared_rope: MLA shape (per-head K plus one rope key shared by the heads);
+// else GQA with K and V interleaved in one row as in the llama cache.
+double attn_selftest(bool shared_rope, int64_t bq_max) {
+    uint64_t rng = 12345;
+    auto rnd = [&]() {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
+    };
+    const int64_t nh = shared_rope ? 3 : 4, nkvh = shared_rope ? 3 : 2, d1 = shared_rope ? 8 : 6, d2 = shared_rope ? 4 : 0;
+    const int64_t dv = shared_rope ? 5 : 6, nk = 37, nq = 20, p0 = 17;
+    const int64_t dq = d1 + d2, ldq = nh * dq;
+    std::vector<float> Q((size_t)(nq * ldq)), K, Kr((size_t)(nk * (d2 ? d2 : 1))), V, O((size_t)(nq * nh * dv), 0.f);
+    int64_t ldk, ldv, hsk = d1, hsv = dv;
+    const float *Kp, *Vp;
+    std::vector<float> KV;
+    if (shared_rope) {
+        ldk = nh * d1, ldv = nh * dv;
+        K.resize((size_t)(nk * ldk)), V.resize((size_t)(nk * ldv));
+        for (auto &v : K) v = rnd();
+        for (auto &v : V) v = rnd();
+        for (auto &v : Kr) v = rnd();
+        Kp = K.data(), Vp = V.data();
+    } else {
+        const int64_t width = 2 * nkvh * d1;
+        ldk = ldv = width;
+        KV.resize((size_t)(nk * width));
+        for (auto &v : KV) v = rnd();
+        Kp = KV.data(), Vp = KV.data() + nkvh * d1;
+    }
+    for (auto &v : Q) v = rnd();
+    std::vector<int32_t> pos((size_t)nq);
+    for (int64_t i = 0; i < nq; i++) pos[(size_t)i] = (int32_t)(p0 + i);
+    const float scale = 0.37f;
+    host_exec x;
+    if (!attn_gemm_t(x, true, Q.data(), ldq, dq, d1, Kp, ldk, hsk, d2 ? Kr.data() : nullptr, d2, Vp, ldv, hsv, dv, nq,
+                     nh, nkvh, pos.data(), pos.data(), scale, O.data(), nh * dv, dv, bq_max))
+        return 1e30;
+    double worst = 0;
+    const int64_t gqa = nh / nkvh;
+    for (int64_t i = 0; i < nq; i++)
+        for (int64_t h = 0; h < nh; h++) {
+            const int64_t kh = h / gqa, n = pos[(size_t)i] + 1;
+            std::vector<double> sc((size_t)n);
+            double mx = -1e300;
+            for (int64_t j = 0; j < n; j++) {
+                double a = 0;
+                for (int64_t d = 0; d < d1; d++) a += (double)Q[(size_t)(i * ldq + h * dq + d)] * Kp[j * ldk + kh * hsk + d];
+                for (int64_t r = 0; r < d2; r++) a += (double)Q[(size_t)(i * ldq + h * dq + d1 + r)] * Kr[(size_t)(j * d2 + r)];
+                sc[(size_t)j] = a * scale;
+                mx = std::max(mx, sc[(size_t)j]);
+            }
+            double sum = 0;
+            for (auto &v : sc) sum += (v = exp(v - mx));
+            for (int64_t d = 0; d < dv; d++) {
+                double o = 0;
+                for (int64_t j = 0; j < n; j++) o += sc[(size_t)j] / sum * Vp[j * ldv + kh * hsv + d];
+                worst = std::max(worst, fabs(o - O[(size_t)(i * nh * dv + h * dv + d)]));
+            }
+        }
+    return worst;
 }
 
 void to_bf16(ctx *c, const float *X, int64_t ldx, int64_t n, int64_t cols, void *out, int64_t ld) {

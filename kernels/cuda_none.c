@@ -50,6 +50,11 @@ lode_status lode_cuda_selftest_dequant(int type, const void *row, int64_t cols, 
     (void)type, (void)row, (void)cols, (void)out;
     return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);
 }
+lode_status lode_cuda_selftest_attention(bool shared_rope_key, int64_t q_block, double *max_err, lode_error *err) {
+    (void)shared_rope_key, (void)q_block;
+    *max_err = 0;
+    return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);
+}
 lode_status lode_cuda_measure_bandwidth(double *read_gbps, lode_error *err) {
     *read_gbps = 0;
     return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);

@@ -83,6 +83,12 @@ lode_status lode_cuda_test_rope(float *x, int64_t n, int64_t n_pairs, const floa
  * q6_k into out[cols]; LODE_ERR_UNSUPPORTED for other types or builds
  * without CUDA. bf16 rows: type LODE_TYPE_BF16 (raw bf16 pairs). */
 lode_status lode_cuda_selftest_dequant(int type, const void *row, int64_t cols, float *out, lode_error *err);
+/* Runs WITHOUT a GPU: the long-prefill attention's GEMM/softmax sequence
+ * (strides, batching, the shared rope key, causal masking, query blocks of
+ * q_block, 0 = automatic) executed by a host emulation of cuBLAS, against a
+ * direct causal attention; *max_err = the largest absolute difference.
+ * shared_rope_key: the MLA shape, else GQA with interleaved K/V rows. */
+lode_status lode_cuda_selftest_attention(bool shared_rope_key, int64_t q_block, double *max_err, lode_error *err);
 /* Device 0's sustained HBM read bandwidth (GB/s, 1e9 bytes), measured by
  * a streaming read kernel over a 4 GiB buffer: the decode roofline. */
 lode_status lode_cuda_measure_bandwidth(double *read_gbps, lode_error *err);

@@ -70,6 +70,21 @@ Test(cuda, dequant_block_indexing_matches_engine_on_host) {
     free(x), free(ref), free(got), free(row);
 }
 
+/* The long-prefill attention's cuBLAS call sequence (layouts, strides, the
+ * shared k_pe GEMM, GQA batching, causal softmax, query blocks) run by a host
+ * emulation of cuBLAS's column-major semantics against direct attention. */
+Test(cuda, attention_gemm_layouts_on_host) {
+    if (!lode_cuda_compiled()) cr_skip_test("SKIP cuda: this lode build has no CUDA backend (nvcc was not found at build time)");
+    const int64_t blocks[3] = {0, 7, 1};
+    for (int mla = 0; mla < 2; mla++)
+        for (int b = 0; b < 3; b++) {
+            double e = -1;
+            lode_error err = {0};
+            cr_assert_eq(lode_cuda_selftest_attention(mla, blocks[b], &e, &err), LODE_OK, "%s", err.text);
+            cr_assert(e >= 0 && e < 1e-5, "mla=%d q_block=%lld: max |error| %g", mla, (long long)blocks[b], e);
+        }
+}
+
 /* ---- kernels ---------------------------------------------------------- */
 static void check_matmul(lode_type t, int64_t rows, int64_t cols, int64_t n, bool f32) {
     const lode_type_traits *tr = lode_type_get(t);
