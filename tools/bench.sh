@@ -18,25 +18,29 @@ BW=$("$BUILD/bwprobe" "$THREADS" | sed -n 's/.*"read_gbps": \([0-9.]*\).*/\1/p')
 echo "memory read bandwidth ($THREADS threads): $BW GB/s"
 echo
 echo "## model: DeepSeek-Coder-V2-Lite shape (random weights), $THREADS threads, pp$PP / tg$TG, best or mean of $REPS"
-printf "| type | file GB | lode pp | llama.cpp pp | pp ratio | lode tg | llama.cpp tg | tg ratio | tg roofline | lode tg / roofline |\n"
-printf "|---|---|---|---|---|---|---|---|---|---|\n"
+# lode runs twice per file: the exact-f32 kernels (LODE_INT8=0, the default)
+# and the int8-activation kernels (LODE_INT8=1, llama.cpp's algorithm).
+printf "| type | lode kernels | file GB | lode pp | llama.cpp pp | pp ratio | lode tg | llama.cpp tg | tg ratio | tg roofline | lode tg / roofline |\n"
+printf "|---|---|---|---|---|---|---|---|---|---|---|\n"
 for T in $TYPES; do
   F="$DIR/lite-$T.gguf"
   [ -f "$F" ] || "$LODE" gen lite -o "$F" --type "$T" --quiet
-  L=$("$LODE" bench -m "$F" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" --json)
   C=$(node tests/llamacpp/llama_bench.mjs "$F" -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -v 100000 2>/dev/null | tail -1)
-  python3 - "$F" "$L" "$C" "$BW" "$T" <<'PY'
+  for MODE in exact int8; do
+  L=$(LODE_INT8=$([ $MODE = int8 ] && echo 1 || echo 0) "$LODE" bench -m "$F" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" --json)
+  python3 - "$F" "$L" "$C" "$BW" "$T" "$MODE" <<'PY'
 import json, os, sys
-f, l, c, bw, t = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+f, l, c, bw, t, mode = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6]
 gb = os.path.getsize(f) / 1e9
 # Bytes read per generated token: the active parameters (2.451B of 15.706B,
 # spec-model.md §1.3: attention, dense layer 0, shared + 6 routed experts,
 # lm_head) at the file's average bytes per parameter.
 active = gb * 2.451 / 15.706
 roof = bw / active
-print(f"| {t} | {gb:.2f} | {l['pp_tps']:.2f} | {c['pp_tps']:.2f} | {l['pp_tps']/c['pp_tps']:.2f}x | "
+print(f"| {t} | {mode} | {gb:.2f} | {l['pp_tps']:.2f} | {c['pp_tps']:.2f} | {l['pp_tps']/c['pp_tps']:.2f}x | "
       f"{l['tg_tps']:.2f} | {c['tg_tps']:.2f} | {l['tg_tps']/c['tg_tps']:.2f}x | {roof:.2f} | {l['tg_tps']/roof:.0%} |")
 PY
+  done
 done
 echo
 # node-llama-cpp adds a per-call cost to each single-token decode; measure it
