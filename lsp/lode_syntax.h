@@ -147,6 +147,12 @@ void lode_syntax_refs_free(char **names, size_t n);
  * bytes since the last '\n'). */
 TSPoint lode_syntax_point_at(const char *src, size_t len, size_t off);
 
+/* The TSInputEdit for replacing src[start, old_end) with text[0..len): exact
+ * byte offsets and points (old end from src, new end from the inserted
+ * text). For callers that edit trees themselves; lode_sdoc_edit uses it. */
+TSInputEdit lode_syntax_edit_for(const char *src, size_t src_len, size_t start, size_t old_end, const char *text,
+                                 size_t len);
+
 /* ---- documents: kept parsed, reparsed incrementally ------------------------ */
 typedef struct lode_sdoc lode_sdoc;
 

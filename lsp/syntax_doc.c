@@ -71,6 +71,22 @@ static TSPoint advance(TSPoint p, const char *s, size_t n) {
     return p;
 }
 
+TSInputEdit lode_syntax_edit_for(const char *src, size_t src_len, size_t start, size_t old_end, const char *text,
+                                 size_t len) {
+    if (old_end > src_len) old_end = src_len;
+    if (start > old_end) start = old_end;
+    TSPoint sp = lode_syntax_point_at(src, src_len, start);
+    TSInputEdit e = {
+        .start_byte = (uint32_t)start,
+        .old_end_byte = (uint32_t)old_end,
+        .new_end_byte = (uint32_t)(start + len),
+        .start_point = sp,
+        .old_end_point = advance(sp, src + start, old_end - start),
+        .new_end_point = advance(sp, text ? text : "", len),
+    };
+    return e;
+}
+
 lode_status lode_sdoc_edit(lode_sdoc *d, size_t start, size_t old_end, const char *text, size_t len, lode_error *err) {
     if (!d || (!text && len)) return lode_error_set(err, LODE_ERR_INVALID_ARG, "lode_sdoc_edit: bad arguments");
     if (start > old_end || old_end > d->len)
@@ -79,20 +95,11 @@ lode_status lode_sdoc_edit(lode_sdoc *d, size_t start, size_t old_end, const cha
     size_t nlen = d->len - (old_end - start) + len;
     if (nlen >= UINT32_MAX) return lode_error_set(err, LODE_ERR_RANGE, "document too large (%zu bytes)", nlen);
     if (!reserve(d, nlen)) return lode_error_set(err, LODE_ERR_NOMEM, "document of %zu bytes", nlen);
-    TSPoint sp = lode_syntax_point_at(d->text, d->len, start);
-    TSPoint op = advance(sp, d->text + start, old_end - start);
+    TSInputEdit e = lode_syntax_edit_for(d->text, d->len, start, old_end, text, len);
     memmove(d->text + start + len, d->text + old_end, d->len - old_end);
     if (len) memcpy(d->text + start, text, len);
     d->len = nlen;
     d->text[nlen] = 0;
-    TSInputEdit e = {
-        .start_byte = (uint32_t)start,
-        .old_end_byte = (uint32_t)old_end,
-        .new_end_byte = (uint32_t)(start + len),
-        .start_point = sp,
-        .old_end_point = op,
-        .new_end_point = advance(sp, text ? text : "", len),
-    };
     ts_tree_edit(d->tree, &e);
     TSTree *nt = ts_parser_parse_string(d->parser, d->tree, d->text, (uint32_t)nlen);
     if (!nt) nt = ts_parser_parse_string(d->parser, NULL, d->text, (uint32_t)nlen);
