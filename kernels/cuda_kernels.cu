@@ -21,6 +21,11 @@ namespace lcu {
 // Host and device: the host instantiation backs lode_cuda_selftest_dequant,
 // which checks the block indexing against the engine without a GPU.
 #define HD __host__ __device__ __forceinline__
+#ifdef __CUDA_ARCH__
+#define HD_UNROLL _Pragma("unroll")
+#else
+#define HD_UNROLL
+#endif
 HD float h2f(uint16_t u) { return __half2float(__ushort_as_half(u)); }
 HD float bf2f(uint32_t u16) {
 #ifdef __CUDA_ARCH__
@@ -48,7 +53,7 @@ template <> HD void load8<DT_Q8_0>(const uint8_t *row, int i, float w[8]) {
     const uint8_t *b = row + (size_t)(i >> 5) * sizeof(lode_block_q8_0);
     const float d = h2f((uint16_t)(b[0] | (b[1] << 8)));
     const int8_t *q = (const int8_t *)(b + 2 + (i & 31));
-#pragma unroll
+HD_UNROLL
     for (int k = 0; k < 8; k++) w[k] = d * (float)q[k];
 }
 template <> HD void load8<DT_Q4_K>(const uint8_t *row, int i, float w[8]) {
@@ -60,7 +65,7 @@ template <> HD void load8<DT_Q4_K>(const uint8_t *row, int i, float w[8]) {
     const float ds = d * (float)sc, dm = dmin * (float)mn;
     const uint2 qq = *(const uint2 *)(b + 16 + 32 * (n >> 6) + (n & 31));
     const int sh = (n & 32) ? 4 : 0;
-#pragma unroll
+HD_UNROLL
     for (int k = 0; k < 8; k++) {
         const uint32_t word = k < 4 ? qq.x : qq.y;
         const int q = (int)((word >> (8 * (k & 3) + sh)) & 15);
@@ -73,7 +78,7 @@ template <> HD void load8<DT_Q6_K>(const uint8_t *row, int i, float w[8]) {
     const uint8_t *ql = b + 64 * h + l0 + ((qtr & 1) ? 32 : 0);
     const uint8_t *qh = b + 128 + 32 * h + l0;
     const float d = h2f((uint16_t)(b[208] | (b[209] << 8))) * (float)(int8_t)b[192 + (n >> 4)];
-#pragma unroll
+HD_UNROLL
     for (int k = 0; k < 8; k++) {
         const int lo = qtr >= 2 ? (ql[k] >> 4) : (ql[k] & 15);
         const int hb = (qh[k] >> (2 * qtr)) & 3;
