@@ -153,7 +153,7 @@ test: deps
 	@LODE_SAN=1 tools/run-tests.sh build-san
 
 san:
-	@$(MAKE) --no-print-directory SAN=1 NO_CUDA=1 all tests
+	@$(MAKE) --no-print-directory -j$(NPROC) SAN=1 NO_CUDA=1 all tests
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench_index
@@ -175,6 +175,8 @@ soak: all
 
 # Recall of the project context on real code (Debian source packages fetched
 # into ~/.cache/lode/eval, never into git): docs/context.md "## Evaluation".
+$(BUILD)/bench_context: tests/bench/bench_context.c $(BUILD)/liblode.a $(GRAMMAR_LIB)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/liblode.a -o $@ $(LDFLAGS) $(LDLIBS)
 $(BUILD)/eval_context: tools/eval_context.c $(BUILD)/liblode.a $(GRAMMAR_LIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/liblode.a -o $@ $(LDFLAGS) $(LDLIBS)
 eval-context: all $(BUILD)/eval_context

@@ -118,6 +118,13 @@ struct lode_ctx {
     char *syms_text;    /* the text they were extracted from (or shifted to) */
     const char *syms_path;
     unsigned syms_shifts; /* edits applied by shifting since the last extraction */
+    /* texts of other files read through the index, kept until the index changes */
+    struct ctext {
+        char *path, *text;
+        size_t len;
+    } *texts;
+    size_t n_texts, texts_bytes;
+    size_t gen[4];
     lode_file_syms syms;
 };
 
@@ -146,6 +153,11 @@ void lode_ctx_free(lode_ctx *c) {
     lode_file_syms_clear(&c->syms);
     lode_free(c->syms_text);
     lode_free((char *)c->syms_path);
+    for (size_t i = 0; i < c->n_texts; i++) {
+        lode_free(c->texts[i].path);
+        lode_free(c->texts[i].text);
+    }
+    lode_free(c->texts);
     lode_free(c->tc);
     lode_free(c);
 }
@@ -253,64 +265,67 @@ static void add_header(sbuf *b, const lode_ctx *c, const char *path, const lode_
 }
 
 /* ---- syntactic cuts -------------------------------------------------------------------- */
-/* A line start in [g, limit) where a named node begins at the line's first
- * non-blank byte. Shallow first: a boundary between top-level nodes wins
- * unless it would drop more than half of the window; else the node that
- * spans g is searched (statements inside it). */
-static bool starts_line(TSNode ch, const char *t, size_t len, uint32_t g, uint32_t *out) {
-    uint32_t s = ts_node_start_byte(ch);
-    if (!ts_node_is_named(ch) || s < g) return false;
-    size_t ls = line_start(t, s);
-    if (ls < g || first_nonblank(t, len, ls) != s) return false;
-    *out = (uint32_t)ls;
-    return true;
-}
-
-static bool prefix_cut_in(TSNode n, const char *t, size_t len, uint32_t g, uint32_t limit, uint32_t *out) {
-    uint32_t nc = ts_node_child_count(n);
-    TSNode span;
-    memset(&span, 0, sizeof span);
-    bool have_span = false, have_next = false;
-    uint32_t next = 0;
-    for (uint32_t i = 0; i < nc; i++) {
-        TSNode ch = ts_node_child(n, i);
-        uint32_t s = ts_node_start_byte(ch), e = ts_node_end_byte(ch);
-        if (s >= limit) break;
-        if (e <= g) continue;
-        if (s < g) {
-            span = ch;
-            have_span = ts_node_child_count(ch) > 0;
-            continue;
-        }
-        if (starts_line(ch, t, len, g, &next)) {
-            have_next = true;
-            break;
-        }
-        /* a child starting after g but not on its own line: look inside it */
-        if (ts_node_child_count(ch) && prefix_cut_in(ch, t, len, g, limit, &next)) {
-            have_next = true;
-            break;
-        }
-    }
-    if (have_next && (!have_span || next - g <= (limit - g) / 2)) {
-        *out = next;
-        return true;
-    }
-    if (have_span) {
-        uint32_t se = ts_node_end_byte(span);
-        if (prefix_cut_in(span, t, len, g, se < limit ? se : limit, out)) return true;
-    }
-    if (have_next) {
-        *out = next;
-        return true;
+/* Whether a named node starts at byte b / ends at byte x: a walk down from
+ * the root, O(depth x children). */
+static bool node_starts_at(TSNode n, uint32_t b) {
+    for (int depth = 0; depth < 256; depth++) {
+        TSNode ch = ts_node_first_child_for_byte(n, b);
+        if (ts_node_is_null(ch) || ts_node_start_byte(ch) > b) return false;
+        if (ts_node_start_byte(ch) == b && ts_node_is_named(ch)) return true;
+        n = ch;
     }
     return false;
 }
 
+static bool node_ends_at(TSNode n, uint32_t x) {
+    if (!x) return false;
+    for (int depth = 0; depth < 256; depth++) {
+        TSNode ch = ts_node_first_child_for_byte(n, x - 1);
+        if (ts_node_is_null(ch) || ts_node_start_byte(ch) > x - 1) return false;
+        if (ts_node_end_byte(ch) == x && ts_node_is_named(ch)) return true;
+        n = ch;
+    }
+    return false;
+}
+
+#define CUT_LINES 400 /* lines searched for a boundary */
+
+/* The prefix window's start, at or after g: the start of a line where a
+ * named node begins at the line's first non-blank byte. A boundary between
+ * top-level nodes wins when it keeps at least half of the window; else the
+ * first line where any node starts. */
 static size_t prefix_cut(const TSTree *tree, const char *t, size_t len, size_t g, size_t cursor) {
     if (g == 0) return 0;
-    uint32_t out;
-    if (tree && prefix_cut_in(ts_tree_root_node(tree), t, len, (uint32_t)g, (uint32_t)cursor, &out)) return out;
+    if (tree) {
+        TSNode root = ts_tree_root_node(tree);
+        size_t top = SIZE_MAX;
+        TSTreeCursor tc = ts_tree_cursor_new(root);
+        if (ts_tree_cursor_goto_first_child_for_byte(&tc, (uint32_t)g) >= 0) {
+            for (int k = 0; k < 256; k++) {
+                TSNode ch = ts_tree_cursor_current_node(&tc);
+                uint32_t st = ts_node_start_byte(ch);
+                if (st >= cursor) break;
+                if (st >= g && ts_node_is_named(ch)) {
+                    size_t ls = line_start(t, st);
+                    if (ls >= g && first_nonblank(t, len, ls) == st) {
+                        top = ls;
+                        break;
+                    }
+                }
+                if (!ts_tree_cursor_goto_next_sibling(&tc)) break;
+            }
+        }
+        ts_tree_cursor_delete(&tc);
+        if (top != SIZE_MAX && top - g <= (cursor - g) / 2) return top;
+        size_t ls = line_start(t, g);
+        if (ls < g) ls = line_end(t, len, g);
+        for (int k = 0; k < CUT_LINES && ls < cursor; k++) {
+            size_t fb = first_nonblank(t, len, ls);
+            if (fb < cursor && t[fb] != '\n' && node_starts_at(root, (uint32_t)fb)) return ls;
+            ls = line_end(t, len, ls);
+        }
+        if (top != SIZE_MAX) return top;
+    }
     /* No node starts a line there: the next line start, else g itself. */
     size_t s = g;
     while (s < cursor && t[s - 1] != '\n') s++;
@@ -319,30 +334,21 @@ static size_t prefix_cut(const TSTree *tree, const char *t, size_t len, size_t g
     return g;
 }
 
-/* The last end of a line in (cursor, h] where a named node ends (only blanks
- * after it on the line). */
-static void suffix_cut_in(TSNode n, const char *t, size_t len, uint32_t cursor, uint32_t h, size_t *best) {
-    uint32_t nc = ts_node_child_count(n);
-    for (uint32_t i = 0; i < nc; i++) {
-        TSNode ch = ts_node_child(n, i);
-        uint32_t s = ts_node_start_byte(ch), e = ts_node_end_byte(ch);
-        if (s >= h) return;
-        if (e <= cursor) continue;
-        if (e <= h && ts_node_is_named(ch)) {
-            size_t le = line_end(t, len, e);
-            size_t k = e;
-            while (k < le && (t[k] == ' ' || t[k] == '\t' || t[k] == '\r' || t[k] == '\n')) k++;
-            if (k == le && le <= h && le > *best) *best = le;
-        }
-        if (ts_node_child_count(ch) && s < h) suffix_cut_in(ch, t, len, cursor, h, best);
-    }
-}
-
+/* The suffix window's end, at or before h: the end of the last line (in
+ * (cursor, h]) where a named node ends at the line's last non-blank byte. */
 static size_t suffix_cut(const TSTree *tree, const char *t, size_t len, size_t cursor, size_t h) {
     if (h >= len) return len;
-    size_t best = 0;
-    if (tree) suffix_cut_in(ts_tree_root_node(tree), t, len, (uint32_t)cursor, (uint32_t)h, &best);
-    if (best > cursor) return best;
+    if (tree) {
+        TSNode root = ts_tree_root_node(tree);
+        size_t e = h; /* candidate: just after a '\n' at e - 1 */
+        while (e > cursor && t[e - 1] != '\n') e--;
+        for (int k = 0; k < CUT_LINES && e > cursor; k++) {
+            size_t x = e - 1; /* the '\n' */
+            while (x > cursor && (t[x - 1] == ' ' || t[x - 1] == '\t' || t[x - 1] == '\r')) x--;
+            if (x > cursor && t[x - 1] != '\n' && node_ends_at(root, (uint32_t)x)) return e;
+            e = line_start(t, e - 1);
+        }
+    }
     size_t e = h; /* else the last line end before h, else h */
     while (e > cursor && t[e - 1] != '\n') e--;
     if (e > cursor) return e;
@@ -351,12 +357,6 @@ static size_t suffix_cut(const TSTree *tree, const char *t, size_t len, size_t c
 }
 
 /* ---- files read during one build ------------------------------------------------------- */
-typedef struct ftext {
-    const char *path;
-    char *text;
-    size_t len;
-} ftext;
-
 typedef struct build {
     lode_ctx *c;
     const lode_ctx_input *in;
@@ -364,8 +364,6 @@ typedef struct build {
     const char *path; /* current file */
     const lode_file_syms *cur; /* its symbols (NULL without a language) */
     size_t win_start, win_end;
-    ftext *files;
-    size_t n_files;
     /* items already in the prompt: (path, start) */
     struct seen {
         const char *path;
@@ -379,20 +377,42 @@ typedef struct build {
     size_t n_imported;
 } build;
 
+static void texts_clear(lode_ctx *c) {
+    for (size_t i = 0; i < c->n_texts; i++) {
+        lode_free(c->texts[i].path);
+        lode_free(c->texts[i].text);
+    }
+    c->n_texts = c->texts_bytes = 0;
+}
+
+/* Drop the cached texts when the index changed since they were read. */
+static void texts_check(lode_ctx *c) {
+    if (!c->ix) return;
+    lode_index_stats st;
+    lode_index_get_stats(c->ix, &st);
+    size_t g[4] = {st.files, st.defs, st.parsed, st.events};
+    if (memcmp(g, c->gen, sizeof g) || c->texts_bytes > (64u << 20) || c->n_texts > 4096) {
+        texts_clear(c);
+        memcpy(c->gen, g, sizeof g);
+    }
+}
+
 static const char *file_text(build *b, const char *path, size_t *len) {
     if (b->path ? !strcmp(path, b->path) : !*path) {
         *len = b->in->len;
         return b->in->text;
     }
-    for (size_t i = 0; i < b->n_files; i++)
-        if (!strcmp(b->files[i].path, path)) {
-            *len = b->files[i].len;
-            return b->files[i].text;
+    lode_ctx *c = b->c;
+    for (size_t i = 0; i < c->n_texts; i++)
+        if (!strcmp(c->texts[i].path, path)) {
+            *len = c->texts[i].len;
+            return c->texts[i].text;
         }
     size_t n = 0;
-    char *t = b->c->ix ? lode_index_read(b->c->ix, path, &n) : NULL;
-    b->files = lode_xrealloc(b->files, (b->n_files + 1) * sizeof *b->files);
-    b->files[b->n_files++] = (ftext){path, t, n};
+    char *t = c->ix ? lode_index_read(c->ix, path, &n) : NULL;
+    c->texts = lode_xrealloc(c->texts, (c->n_texts + 1) * sizeof *c->texts);
+    c->texts[c->n_texts++] = (struct ctext){lode_xstrdup(path), t, n};
+    c->texts_bytes += n;
     *len = n;
     return t;
 }
@@ -823,8 +843,10 @@ static size_t do_defs(build *b, lode_ctx_prompt *p, const TSTree *tree, size_t c
     return real;
 }
 
+static size_t count_window(lode_ctx *c, const char *s, size_t n);
+
 #define SHIFT_MAX_BYTES 256 /* an edit this small inside a function body shifts the symbols */
-#define SHIFT_MAX_EDITS 64   /* re-extract at least this often */
+#define SHIFT_MAX_EDITS 256  /* re-extract at least this often */
 
 static void shift_u32(uint32_t *v, size_t at, size_t old_end, ptrdiff_t d) {
     if (*v >= old_end) *v = (uint32_t)((ptrdiff_t)*v + d);
@@ -832,11 +854,12 @@ static void shift_u32(uint32_t *v, size_t at, size_t old_end, ptrdiff_t d) {
 }
 
 /* The current file's symbols. Extracting them walks the whole tree (ms on a
- * large file), so after a small edit strictly inside a function body —
- * where no import and no top-level definition can appear, and a new nested
- * one lies at the cursor, inside the window — the previous symbols are
- * shifted instead; anything else, and every SHIFT_MAX_EDITS edits, extracts
- * again. */
+ * large file), so after a small edit that touches no definition's name and
+ * no import, on a line with no import-like word, the previous symbols are
+ * shifted instead: a definition such an edit creates or removes lies at the
+ * cursor, inside the prefix window, where the prompt does not use the
+ * symbols (definitions in the window are already visible). Anything else,
+ * and every SHIFT_MAX_EDITS edits, extracts again. */
 static const lode_file_syms *current_syms(lode_ctx *c, const lode_ctx_input *in, const lode_lang *lang,
                                           const TSTree *tree) {
     const char *t = in->text;
@@ -851,17 +874,25 @@ static const lode_file_syms *current_syms(lode_ctx *c, const lode_ctx_input *in,
         while (q < m - p && c->syms_text[ol - 1 - q] == t[len - 1 - q]) q++;
         size_t old_end = ol - q, new_end = len - q;
         bool small = old_end - p + new_end - p <= SHIFT_MAX_BYTES;
-        /* strictly inside one function body, touching no name */
-        bool inside = false;
+        /* touching no name and no import, on a line that does not look like one */
+        bool inside = small;
         for (size_t i = 0; small && i < c->syms.n_syms; i++) {
             const lode_sym *s = &c->syms.syms[i];
-            bool fn = s->kind == LODE_SYM_FUNCTION || s->kind == LODE_SYM_METHOD;
-            if (fn && s->sig_end < s->end && p > s->sig_end && old_end < s->end) inside = true;
             size_t ne = s->name_start + strlen(s->name);
             if (p <= ne && old_end >= s->name_start) small = false;
         }
         for (size_t i = 0; small && i < c->syms.n_imports; i++)
             if (p <= c->syms.imports[i].end && old_end >= c->syms.imports[i].start) small = false;
+        if (small) { /* an import being written: extract again */
+            size_t a = line_start(t, p), e = new_end;
+            while (e < len && t[e] != '\n') e++;
+            size_t fb = first_nonblank(t, e, a);
+            static const char *lead[] = {"#include", "#import", "import", "from ", "use ", "pub use", "mod ", "pub mod", "package",
+                                         "require", "load", "source ", "extern crate", "using "};
+            for (size_t k = 0; k < sizeof lead / sizeof lead[0] && inside; k++)
+                if (e - fb >= strlen(lead[k]) && !memcmp(t + fb, lead[k], strlen(lead[k]))) inside = false;
+            if (memmem(t + a, e - a, "require(", 8) || memmem(t + a, e - a, "import(", 7)) inside = false;
+        }
         if (small && inside) {
             ptrdiff_t d = (ptrdiff_t)new_end - (ptrdiff_t)old_end;
             for (size_t i = 0; i < c->syms.n_syms; i++) {
@@ -885,6 +916,7 @@ static const lode_file_syms *current_syms(lode_ctx *c, const lode_ctx_input *in,
         }
     }
     lode_error e = {0};
+    if (c->tok && !same_doc) count_window(c, t, len); /* a new document: its chunks, so cursor jumps recount little */
     lode_free((char *)c->syms_path);
     c->syms_path = in->path ? lode_xstrdup(in->path) : NULL;
     c->syms_shifts = 0;
@@ -902,19 +934,26 @@ static const lode_file_syms *current_syms(lode_ctx *c, const lode_ctx_input *in,
     return &c->syms;
 }
 
-/* Tokens of a window: summed over chunks that end at line ends every ~1 KiB
- * from its start, each counted (and cached) alone, so a keystroke recounts
- * only the last chunk. Splitting at line starts can only add tokens (a
- * "\n" is not merged with the next line's indentation), never hide any. */
+/* Tokens of a window: summed over chunks, each counted (and cached) alone.
+ * Chunks end at line ends chosen by content (a line whose hash has its low
+ * 4 bits clear, or 2 KiB at most), so they stay the same when the window
+ * start moves or text changes elsewhere: a keystroke recounts one chunk,
+ * a jump to a region seen before recounts none. Splitting at line starts
+ * can only add tokens (a "\n" is not merged with the next line's
+ * indentation), never hide any, so the budget holds. */
 static size_t count_window(lode_ctx *c, const char *s, size_t n) {
     if (!c->tok) return lode_ctx_count(c, s, n);
-    size_t total = 0, a = 0;
-    while (a < n) {
-        size_t e = a + 1024 < n ? a + 1024 : n;
-        while (e < n && s[e - 1] != '\n') e++;
-        total += lode_ctx_count(c, s + a, e - a);
-        a = e;
+    size_t total = 0, a = 0, ls = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\n') continue;
+        bool cut = i + 1 - a >= 2048 || (hash_bytes(s + ls, i + 1 - ls) & 15) == 0;
+        ls = i + 1;
+        if (cut) {
+            total += lode_ctx_count(c, s + a, i + 1 - a);
+            a = i + 1;
+        }
     }
+    if (a < n) total += lode_ctx_count(c, s + a, n - a);
     return total;
 }
 
@@ -935,6 +974,7 @@ lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prom
     TSTree *own = NULL;
     if (lang && !tree) tree = own = lode_syntax_parse(lang, in.text, in.len);
     if (!tree) lang = NULL;
+    texts_check(c);
     build b = {.c = c, .in = &in, .lang = lang, .path = in.path};
     if (lang) b.cur = current_syms(c, &in, lang, tree);
     const char *t = in.text;
@@ -1007,8 +1047,6 @@ lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prom
     qsort(b.defs, b.n_defs, sizeof *b.defs, str_cmp);
     out->defs = b.defs;
     out->n_defs = b.n_defs;
-    for (size_t i = 0; i < b.n_files; i++) lode_free(b.files[i].text);
-    lode_free(b.files);
     lode_free(b.seen);
     lode_free(b.imported);
     if (own) ts_tree_delete(own);
