@@ -23,7 +23,8 @@
 #
 # Env for `run`: TYPES="q4_k q8_0 bf16" (Lite files generated on the device,
 # one at a time, deleted after), LONG=131072 (the long-prompt row; 0 = skip),
-# LONG_TYPES="q4_k", BENCH_DIR=/tmp/lode-bench, LLAMA_BENCH (default
+# LONG_TYPES="q4_k", BENCH_DIR=/tmp/lode-bench, PRESET=lite, BENCH_ARGS (extra
+# gpu_bench flags, e.g. "--device cpu --no-16k" to try the script here), LLAMA_BENCH (default
 # /tmp/llama-cuda/bin/llama-bench when step 2 ran). The prebuilt npm
 # @node-llama-cpp/linux-x64-cuda package (143 MB) does not fit a 64 MiB
 # carry and the image has no node (docs/cuda.md).
@@ -107,13 +108,13 @@ run_bench() {
   local rows=()
   for T in $types; do
     local F="$dir/lite-$T.gguf" t0=$SECONDS
-    $OUTDIR/bin/lode gen lite -o "$F" --type "$T" --quiet || { echo "gen $T failed"; continue; }
+    $OUTDIR/bin/lode gen "${PRESET:-lite}" -o "$F" --type "$T" --quiet || { echo "gen $T failed"; continue; }
     echo "gen $T: $((SECONDS - t0)) s, $(du -h "$F" | cut -f1)"
     local L=0
     for lt in $long_types; do [ "$lt" = "$T" ] && L=$long; done
     t0=$SECONDS
     local J
-    J=$($OUTDIR/bin/gpu_bench "$F" --long "$L" 2>&1 | tail -1)
+    J=$($OUTDIR/bin/gpu_bench "$F" --long "$L" ${BENCH_ARGS:-} 2>&1 | tail -1)
     echo "bench $T: $((SECONDS - t0)) s: $J"
     local C=""
     local LB=${LLAMA_BENCH:-/tmp/llama-cuda/bin/llama-bench}
@@ -151,7 +152,8 @@ for row in sys.argv[1:]:
         except Exception:
             lc = "unparsed"
     long_s = f"{d['long_s']:.1f} ({d['long_tokens']} tok)" if d["long_tokens"] else "-"
-    print(f"| {t} | {gb:.2f} | {d['tg1']:.1f} | {roof:.0f} | {d['tg1']/roof:.0%} | {d['tg8']:.1f} | {d['pp512']:.0f} | "
+    pct = f"{d['tg1']/roof:.0%}" if roof else "n/a"
+    print(f"| {t} | {gb:.2f} | {d['tg1']:.1f} | {roof:.0f} | {pct} | {d['tg8']:.1f} | {d['pp512']:.0f} | "
           f"{d['pp16k']:.0f} | {long_s} | {lc} |")
 print()
 print("roofline = measured HBM read bandwidth / active bytes per token; bars (issue 8): b1 >= 75% of roofline, >= llama.cpp on every row")
@@ -181,7 +183,6 @@ case "${1:-}" in
     find_cuda_libs
     echo "## device"; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
     echo "CUDA libraries: ${LODE_CUDA_LIBS:-<binary RUNPATH only>}"
-    $OUTDIR/bin/lode inspect 2>&1 | head -2 || true
     rc=0
     case "${2:-all}" in
       tests) run_tests || rc=1 ;;
