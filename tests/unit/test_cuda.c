@@ -25,6 +25,7 @@
 /* Relative tolerances (docs/cuda.md): max |gpu - cpu| / max |cpu|. */
 #define TOL_F32 2e-3    /* LODE_CUDA_F32=1: f32 weights and GEMMs on the device */
 #define TOL_BF16 1e-1   /* default: bf16 weights/activations in GEMMs, fp32 accumulation */
+#define TOL_QUANT 5e-2  /* quantized GGUF, f32 mode: the CPU may use int8 activations */
 
 static char g_why[512];
 
@@ -321,9 +322,11 @@ Test(cuda, logits_bf16_device_weights, .timeout = 600) {
 Test(cuda, logits_quantized_weights, .timeout = 600) {
     NEED_GPU();
     /* Quantized blocks are the same bytes on both sides; the device
-     * dequantizes exactly on the matvec path and to f32 (f32 mode) for GEMMs. */
+     * dequantizes exactly on the matvec path and to f32 (f32 mode) for GEMMs,
+     * while the CPU engine may quantize activations to int8 for these types
+     * (engine/quant_int8.c, llama.cpp's CPU algorithm): hence TOL_QUANT. */
     const lode_type types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_K, LODE_TYPE_Q6_K};
-    for (size_t i = 0; i < 3; i++) whole_model("tiny-v2lite", types[i], true, TOL_F32 * 5);
+    for (size_t i = 0; i < 3; i++) whole_model("tiny-v2lite", types[i], true, TOL_QUANT);
     whole_model("tiny-llama", LODE_TYPE_Q4_K, false, TOL_BF16);
 }
 
