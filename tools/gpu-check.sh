@@ -184,12 +184,16 @@ case "${1:-}" in
     echo "## device"; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
     echo "CUDA libraries: ${LODE_CUDA_LIBS:-<binary RUNPATH only>}"
     rc=0
+    # Full logs under $OUT (the device tool brings them back); the reply shows the tail.
+    LOGDIR=${OUT:-/tmp/gpu-check-logs}; mkdir -p "$LOGDIR"
     case "${2:-all}" in
-      tests) run_tests || rc=1 ;;
-      bench) run_bench || rc=1 ;;
-      all) run_tests || rc=1; run_bench || rc=1 ;;
+      tests) run_tests 2>&1 | tee "$LOGDIR/tests.log"; rc=${PIPESTATUS[0]} ;;
+      bench) run_bench 2>&1 | tee "$LOGDIR/bench.log"; rc=${PIPESTATUS[0]} ;;
+      all) run_tests 2>&1 | tee "$LOGDIR/tests.log"; rc=${PIPESTATUS[0]}
+           run_bench 2>&1 | tee "$LOGDIR/bench.log"; [ "${PIPESTATUS[0]}" = 0 ] || rc=1 ;;
       *) echo "usage: tools/gpu-check.sh run [tests|bench|all]"; exit 2 ;;
     esac
+    echo "logs: $LOGDIR/{tests,bench}.log"
     exit $rc ;;
   *) echo "usage: tools/gpu-check.sh prepare | llamacpp-build | run [tests|bench|all]"; exit 2 ;;
 esac
