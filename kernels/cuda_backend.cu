@@ -714,9 +714,8 @@ static lode_status ds_layer(lode_cuda_model *cm, const lode_model *m, float *kvl
         if (!G.decompress) continue;
         // Decompressed: K_nope, V for every key from the latent rows, causal flash attention.
         const int64_t nk = G.nk;
-        float *C = A(float, nk * dc), *kn = A(float, nk * nh * dn), *V = A(float, nk * nh * dv),
-              *K = A(float, nk * nh * dqk);
-        if (!C || !kn || !V || !K) return report(c, err, "attention");
+        float *C = A(float, nk * dc), *kn = A(float, nk * nh * dn), *V = A(float, nk * nh * dv);
+        if (!C || !kn || !V) return report(c, err, "attention");
         const int32_t *cells = dp.kc + G.koff;
         gather_rows(c, kvl, width, cells, nk, 0, dc, C, dc);
         mm(c, L.wuk, C, dc, nk, kn, nh * dn, false);
@@ -743,6 +742,8 @@ static lode_status ds_layer(lode_cuda_model *cm, const lode_model *m, float *kvl
                 return report(c, err, "attention");
             continue;
         }
+        float *K = A(float, nk * nh * dqk);
+        if (!K) return report(c, err, "attention");
         build_kfull(c, kn, kvl, width, cells, nk, nh, dn, dr, dc, K);
         if (!flash(c, q + G.first * nh * dqk, nh * dqk, dqk, K, nh * dqk, dqk, V, nh * dv, dv, G.count, nh, nh, dqk, dv,
                    dp.pos + G.first, nk, m->attn_scale, att + G.first * nh * dv, nh * dv, dv))
