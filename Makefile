@@ -156,7 +156,7 @@ san:
 	@$(MAKE) --no-print-directory -j$(NPROC) SAN=1 NO_CUDA=1 all tests
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bench_index
+	@$(MAKE) --no-print-directory all $(BUILD)/bench_index $(BUILD)/bench_context
 	@tools/bench.sh $(BUILD)
 
 clean:

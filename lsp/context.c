@@ -373,8 +373,8 @@ typedef struct build {
     size_t n_seen;
     char **defs;
     size_t n_defs;
-    const char **imported; /* resolved import paths of the current file */
-    size_t n_imported;
+    const char **imported; /* resolved import paths: direct ones, then theirs */
+    size_t n_imported, n_direct;
 } build;
 
 static void texts_clear(lode_ctx *c) {
@@ -550,89 +550,146 @@ static size_t header_tokens(build *b, const char *path, const lode_lang *lang) {
     return n;
 }
 
-/* IMPORT: outlines of the imported files, in import order, within cap. */
-static size_t do_imports(build *b, lode_ctx_prompt *p, size_t cap) {
-    if (!b->cur || !b->c->ix) return 0;
-    size_t used = 0;
-    for (size_t i = 0; i < b->cur->n_imports; i++) {
-        const char *ip = lode_index_resolve_import(b->c->ix, b->path ? b->path : "", &b->cur->imports[i]);
-        if (!ip || (b->path && !strcmp(ip, b->path))) continue;
-        bool dup = false;
-        for (size_t k = 0; k < b->n_imported; k++) dup |= !strcmp(b->imported[k], ip);
-        if (dup) continue;
-        b->imported = lode_xrealloc(b->imported, (b->n_imported + 1) * sizeof *b->imported);
-        b->imported[b->n_imported++] = ip;
-    }
-    for (size_t i = 0; i < b->n_imported && used < cap; i++) {
-        const char *ip = b->imported[i];
-        const lode_file_syms *fs = lode_index_file(b->c->ix, ip);
-        if (!fs || !fs->n_syms) continue;
-        const lode_lang *fl = lode_lang_for_path(ip);
+static size_t dir_len(const char *p);
+
+static void add_imported(build *b, const char *ip) {
+    if (!ip || (b->path && !strcmp(ip, b->path))) return;
+    for (size_t k = 0; k < b->n_imported; k++)
+        if (!strcmp(b->imported[k], ip)) return;
+    b->imported = lode_xrealloc(b->imported, (b->n_imported + 1) * sizeof *b->imported);
+    b->imported[b->n_imported++] = ip;
+}
+
+static int sym_priority(const lode_sym *s) {
+    return s->kind == LODE_SYM_FUNCTION || s->kind == LODE_SYM_METHOD ? 0
+           : s->kind == LODE_SYM_CLASS || s->kind == LODE_SYM_TYPE    ? 1
+           : s->kind == LODE_SYM_MACRO || s->kind == LODE_SYM_CONSTANT ? 2
+                                                                        : 3;
+}
+
+/* Outlines of imported files [first, last) of b->imported within cap:
+ * function signatures of every file first, then types (small ones whole),
+ * then macros and constants, each pass over the files in import order;
+ * what does not fit is skipped. Each file's items are shown in source
+ * order under its header. Returns the tokens used. */
+static size_t outline_files(build *b, lode_ctx_prompt *p, size_t first, size_t last, size_t cap) {
+    size_t nfile = last - first, used = 0;
+    if (!nfile) return 0;
+    typedef struct pick {
+        const lode_file_syms *fs;
+        const char *t;
         size_t len;
-        const char *t = file_text(b, ip, &len);
-        if (!t) continue;
-        size_t h = header_tokens(b, ip, fl);
-        if (used + h >= cap) break;
-        /* what fits, by priority: functions, then types, then macros and
-         * constants; shown in file order */
-        size_t tk = h, cnt = 0;
-        unsigned char *pick = lode_xcalloc(fs->n_syms ? fs->n_syms : 1, 1);
-        char **txt1 = lode_xcalloc(fs->n_syms ? fs->n_syms : 1, sizeof *txt1);
-        size_t *len1 = lode_xcalloc(fs->n_syms ? fs->n_syms : 1, sizeof *len1);
-        bool full = false;
-        for (int pass = 0; pass < 3 && !full; pass++)
-            for (size_t k = 0; k < fs->n_syms && !full; k++) {
+        const lode_lang *lang;
+        unsigned char *mark; /* 1 signature, 2 whole */
+        char **txt;
+        size_t *tl;
+        size_t n;
+        bool headed;
+    } pick;
+    pick *pk = lode_xcalloc(nfile, sizeof *pk);
+    for (size_t f = 0; f < nfile; f++) {
+        const char *ip = b->imported[first + f];
+        pk[f].fs = lode_index_file(b->c->ix, ip);
+        pk[f].t = pk[f].fs && pk[f].fs->n_syms ? file_text(b, ip, &pk[f].len) : NULL;
+        pk[f].lang = lode_lang_for_path(ip);
+        if (!pk[f].t) continue;
+        pk[f].mark = lode_xcalloc(pk[f].fs->n_syms, 1);
+        pk[f].txt = lode_xcalloc(pk[f].fs->n_syms, sizeof *pk[f].txt);
+        pk[f].tl = lode_xcalloc(pk[f].fs->n_syms, sizeof *pk[f].tl);
+    }
+    for (int pass = 0; pass < 3; pass++)
+        for (size_t f = 0; f < nfile; f++) {
+            if (!pk[f].t) continue;
+            const lode_file_syms *fs = pk[f].fs;
+            const char *ip = b->imported[first + f];
+            for (size_t k = 0; k < fs->n_syms; k++) {
                 const lode_sym *s = &fs->syms[k];
-                int pr = s->kind == LODE_SYM_FUNCTION || s->kind == LODE_SYM_METHOD ? 0
-                         : s->kind == LODE_SYM_CLASS || s->kind == LODE_SYM_TYPE    ? 1
-                         : s->kind == LODE_SYM_MACRO || s->kind == LODE_SYM_CONSTANT ? 2
-                                                                                      : 3;
-                if (pr != pass) continue;
+                int pr = sym_priority(s);
+                if (pr != pass || pk[f].mark[k] || s->end > pk[f].len) continue;
+                if (seen_find(b, ip, s->start)) continue;
                 if (s->parent >= 0) { /* members: only of a top-level class not shown whole */
                     const lode_sym *par = &fs->syms[s->parent];
                     if (par->parent >= 0 || par->kind != LODE_SYM_CLASS) continue;
                     if (par->end - par->start <= SMALL_TYPE) continue;
                 }
-                if (s->end > len) continue;
                 bool whole = pr > 0 && s->end - s->start <= SMALL_TYPE;
                 sbuf one = {0};
-                if (whole) add_body(&one, t, len, s);
-                else add_signature(&one, fl, t, len, s);
+                if (whole) add_body(&one, pk[f].t, pk[f].len, s);
+                else add_signature(&one, pk[f].lang, pk[f].t, pk[f].len, s);
                 size_t n1 = lode_ctx_count(b->c, one.p, one.n);
-                if (used + tk + n1 > cap) {
+                size_t h = pk[f].headed ? 0 : header_tokens(b, ip, pk[f].lang);
+                if (used + n1 + h > cap) {
                     lode_free(one.p);
-                    full = true;
-                    break;
+                    continue;
                 }
-                tk += n1;
-                pick[k] = whole ? 2 : 1;
-                txt1[k] = one.p;
-                len1[k] = one.n;
-                cnt++;
+                used += n1 + h;
+                pk[f].headed = true;
+                pk[f].mark[k] = whole ? 2 : 1;
+                pk[f].txt[k] = one.p;
+                pk[f].tl[k] = one.n;
+                pk[f].n++;
             }
-        sbuf o = {0};
-        add_header(&o, b->c, ip, fl);
-        for (size_t k = 0; k < fs->n_syms; k++) {
-            if (!pick[k]) continue;
-            sb_add(&o, txt1[k], len1[k]);
-            lode_free(txt1[k]);
-            seen_add(b, ip, fs->syms[k].start, pick[k] == 2, fs->syms[k].name);
         }
-        lode_free(pick);
-        lode_free(txt1);
-        lode_free(len1);
-        if (!cnt) {
-            lode_free(o.p);
-            break;
+    size_t real = 0;
+    for (size_t f = 0; f < nfile; f++) {
+        if (pk[f].n) {
+            const char *ip = b->imported[first + f];
+            sbuf o = {0};
+            add_header(&o, b->c, ip, pk[f].lang);
+            for (size_t k = 0; k < pk[f].fs->n_syms; k++) {
+                if (!pk[f].mark[k]) continue;
+                sb_add(&o, pk[f].txt[k], pk[f].tl[k]);
+                seen_add(b, ip, pk[f].fs->syms[k].start, pk[f].mark[k] == 2, pk[f].fs->syms[k].name);
+            }
+            sb_str(&o, "\n");
+            size_t tl;
+            char *txt = sb_take(&o, &tl);
+            size_t tk = lode_ctx_count(b->c, txt, tl);
+            real += tk;
+            push_section(p, LODE_CTX_IMPORT, rel_path(b->c, ip), txt, tl, tk, pk[f].n);
         }
-        sb_str(&o, "\n");
-        size_t tl;
-        char *txt = sb_take(&o, &tl);
-        size_t real = lode_ctx_count(b->c, txt, tl);
-        used += real;
-        push_section(p, LODE_CTX_IMPORT, rel_path(b->c, ip), txt, tl, real, cnt);
+        if (pk[f].txt)
+            for (size_t k = 0; k < pk[f].fs->n_syms; k++) lode_free(pk[f].txt[k]);
+        lode_free(pk[f].mark);
+        lode_free(pk[f].txt);
+        lode_free(pk[f].tl);
     }
-    return used;
+    lode_free(pk);
+    return real;
+}
+
+/* IMPORT: outlines of the files the current file imports, within cap.
+ * b->imported gets the direct imports, then (b->n_direct marks the end)
+ * the imports of those, for outline_more. */
+static size_t do_imports(build *b, lode_ctx_prompt *p, size_t cap) {
+    if (!b->cur || !b->c->ix) return 0;
+    for (size_t i = 0; i < b->cur->n_imports; i++)
+        add_imported(b, lode_index_resolve_import(b->c->ix, b->path ? b->path : "", &b->cur->imports[i]));
+    /* Go and Java: the other files of the package (directory) need no import */
+    const char *ln = b->lang ? lode_lang_name(b->lang) : "";
+    if (b->path && (!strcmp(ln, "go") || !strcmp(ln, "java"))) {
+        size_t dl = dir_len(b->path), nf = lode_index_n_files(b->c->ix);
+        for (size_t i = 0; i < nf && b->n_imported < 64; i++) {
+            const char *f = lode_index_file_at(b->c->ix, i);
+            if (!strncmp(f, b->path, dl) && f[dl] == '/' && !strchr(f + dl + 1, '/') && lode_lang_for_path(f) == b->lang)
+                add_imported(b, f);
+        }
+    }
+    b->n_direct = b->n_imported;
+    for (size_t i = 0; i < b->n_direct && b->n_imported < 64; i++) {
+        const lode_file_syms *fs = lode_index_file(b->c->ix, b->imported[i]);
+        for (size_t k = 0; fs && k < fs->n_imports && b->n_imported < 64; k++)
+            add_imported(b, lode_index_resolve_import(b->c->ix, b->imported[i], &fs->imports[k]));
+    }
+    return outline_files(b, p, 0, b->n_direct, cap);
+}
+
+/* What the definitions left: the direct imports' remaining declarations
+ * and the outlines of what they import, after the definitions (their
+ * budget depends on the definitions', so they come after them). */
+static size_t outline_more(build *b, lode_ctx_prompt *p, size_t cap) {
+    if (!b->n_imported || cap < 32) return 0;
+    return outline_files(b, p, 0, b->n_imported, cap);
 }
 
 static int recent_cmp(const void *x, const void *y) {
@@ -732,7 +789,7 @@ static size_t cursor_refs(build *b, const TSTree *tree, char ***out) {
 }
 
 static bool is_imported(build *b, const char *path) {
-    for (size_t i = 0; i < b->n_imported; i++)
+    for (size_t i = 0; i < b->n_direct; i++)
         if (!strcmp(b->imported[i], path)) return true;
     return false;
 }
@@ -1016,7 +1073,8 @@ lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prom
         size_t rest = ctx_budget > u_imp ? ctx_budget - u_imp : 0;
         size_t u_rec = do_recent(&b, out, ctx_budget * 15 / 100 < rest ? ctx_budget * 15 / 100 : rest);
         rest = rest > u_rec ? rest - u_rec : 0;
-        do_defs(&b, out, tree, rest);
+        size_t u_def = do_defs(&b, out, tree, rest);
+        outline_more(&b, out, rest > u_def ? rest - u_def : 0);
     } else if (c->ix == NULL && c->n_rec) {
         do_recent(&b, out, ctx_budget * 15 / 100);
     }

@@ -96,3 +96,16 @@ for line in sys.stdin:
         d["lang"], d["lines"], d["full_parse_ms"], d["reparse_ms_mean"], d["reparse_ms_p50"], d["reparse_ms_p99"],
         d["reparse_ms_max"], d["reparse_cpu_ms_mean"], d["reparse_cpu_ms_p50"], d["reparse_cpu_ms_p99"]))
 '
+echo
+# Context assembly per keystroke with a warm index (tests/bench/bench_context.c):
+# the generated 5,000-file repository plus /usr/include and the eval corpus
+# (real code, `make eval-context` fetches it); the current files are real
+# ones from the corpus when it is there.
+echo "## context assembly (lode_ctx_build per keystroke, warm index)"
+EVAL=${LODE_EVAL_DIR:-$HOME/.cache/lode/eval}
+CTX_ROOTS=("$REPO"); [ -d /usr/include ] && CTX_ROOTS+=(/usr/include); [ -d "$EVAL" ] && CTX_ROOTS+=("$EVAL")
+CTX_FILES=()
+for F in "$EVAL/lua5.4/src/src/lapi.c" "$EVAL/jinja2/src/src/jinja2/compiler.py"; do [ -f "$F" ] && CTX_FILES+=(--file "$F"); done
+[ ${#CTX_FILES[@]} -gt 0 ] || CTX_FILES=(--file "$(ls "$REPO"/*.c 2>/dev/null | head -1)")
+CTX_TOK=(); [ -f "$VOCAB" ] && CTX_TOK=(--tokenizer "$VOCAB")
+"$BUILD/bench_context" "${CTX_TOK[@]}" "${CTX_FILES[@]}" "${CTX_ROOTS[@]}"

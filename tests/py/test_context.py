@@ -150,7 +150,7 @@ def test_complete_runs_the_model(proj):
     j = json.loads(p.stdout)
     assert j["prompt_tokens"] > 0 and j["mode"] in ("single", "multi")
     if j["rejected"]:  # random weights: the text broke the file's syntax
-        assert j["text"] == "" and j["errors_after"] > j["errors_before"] or j["text"] == ""
+        assert j["text"] == ""
     else:
         assert j["text"].strip() in j["raw"]
     # the post-processed text never has more lines than the raw output, and a
