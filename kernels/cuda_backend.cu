@@ -335,11 +335,12 @@ struct dev_kv {
     int64_t n_layer = 0, n_cells = 0, width = 0;
 };
 
-// Build the three MLA matrices of one layer (see dlayer) in f32 on the host.
-static bool upload_mla(lode_cuda_model *cm, const lode_model *m, const lode_layer *Ls, dlayer *D, lode_error *err) {
+// The three MLA matrices of one layer (see dlayer), f32 on the host.
+static void mla_host_mats(const lode_model *m, const lode_layer *Ls, std::vector<float> &ukT, std::vector<float> &uk,
+                          std::vector<float> &uv) {
     const lode_config *cf = &m->cfg;
     const int64_t nh = cf->n_head, dc = cf->kv_lora_rank, dn = cf->qk_nope_dim, dv = cf->v_head_dim;
-    std::vector<float> ukT((size_t)(nh * dc * dn)), uk((size_t)(nh * dn * dc)), uv((size_t)(nh * dv * dc));
+    ukT.assign((size_t)(nh * dc * dn), 0.f), uk.assign((size_t)(nh * dn * dc), 0.f), uv.assign((size_t)(nh * dv * dc), 0.f);
     std::vector<float> row((size_t)std::max(dc, dn));
     for (int64_t h = 0; h < nh; h++) {
         if (Ls->split_kvb) {
@@ -362,6 +363,13 @@ static bool upload_mla(lode_cuda_model *cm, const lode_model *m, const lode_laye
                 mat_row_f32(Ls->wkv_b, h * (dn + dv) + dn + j, &uv[(size_t)((h * dv + j) * dc)]);
         }
     }
+}
+
+static bool upload_mla(lode_cuda_model *cm, const lode_model *m, const lode_layer *Ls, dlayer *D, lode_error *err) {
+    const lode_config *cf = &m->cfg;
+    const int64_t nh = cf->n_head, dc = cf->kv_lora_rank, dn = cf->qk_nope_dim, dv = cf->v_head_dim;
+    std::vector<float> ukT, uk, uv;
+    mla_host_mats(m, Ls, ukT, uk, uv);
     return upload_f32_rows(&cm->c, ukT.data(), nh * dc, dn, false, &D->wukT, err) &&
            upload_f32_rows(&cm->c, uk.data(), nh * dn, dc, false, &D->wuk, err) &&
            upload_f32_rows(&cm->c, uv.data(), nh * dv, dc, false, &D->wuv, err);
@@ -1136,6 +1144,77 @@ extern "C" lode_status lode_cuda_selftest_attention(bool shared_rope_key, int64_
                                                     lode_error *err) {
     try {
         *max_err = attn_selftest(shared_rope_key, q_block);
+    } catch (const std::bad_alloc &) {
+        return lode_error_set(err, LODE_ERR_NOMEM, "out of memory");
+    }
+    return LODE_OK;
+}
+
+// Without a GPU: the MLA matrices the device gets, applied on the host, against
+// the CPU engine's own products (arch_deepseek2.c's absorbed and decompressed
+// forms use lode_matvec_rows / lode__matmul / lode__matmul_t on the bound tensors).
+extern "C" lode_status lode_cuda_selftest_mla_weights(struct lode_model *m, double *max_err, lode_error *err) {
+    *max_err = 0;
+    const lode_config *cf = &m->cfg;
+    if (cf->arch != LODE_ARCH_DEEPSEEK2) return lode_error_set(err, LODE_ERR_INVALID_ARG, "not a deepseek2 model");
+    const int64_t nh = cf->n_head, dc = cf->kv_lora_rank, dn = cf->qk_nope_dim, dv = cf->v_head_dim;
+    try {
+        std::vector<float> ukT, uk, uv, q((size_t)dn), lat((size_t)dc), a((size_t)std::max(dc, dn * nh)),
+            b((size_t)std::max(dc, dn * nh));
+        uint64_t r = 777;
+        auto rnd = [&]() {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            return (float)((r >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
+        };
+        double worst = 0;
+        for (int64_t l = 0; l < cf->n_layer; l++) {
+            const lode_layer *L = &m->layers[l];
+            mla_host_mats(m, L, ukT, uk, uv);
+            for (auto &v : q) v = rnd();
+            for (auto &v : lat) v = rnd();
+            for (int64_t h = 0; h < nh; h++) {
+                // absorbed query: q~ = W_UK_h^T q_nope
+                if (L->split_kvb) {
+                    lode_mat v = lode_mat_rows(L->wk_b, h * dc, dc);
+                    lode_matvec_rows(v.type, v.data, v.cols, q.data(), b.data(), 0, dc);
+                } else {
+                    lode_mat v = lode_mat_rows(L->wkv_b, h * (dn + dv), dn);
+                    lode__matmul_t(m, &v, q.data(), dn, 1, b.data(), dc);
+                }
+                for (int64_t c = 0; c < dc; c++) {
+                    double s = 0;
+                    for (int64_t i = 0; i < dn; i++) s += (double)ukT[(size_t)((h * dc + c) * dn + i)] * q[(size_t)i];
+                    worst = std::max(worst, fabs(s - b[(size_t)c]));
+                }
+                // output: o = W_UV_h lat
+                lode_mat w = L->split_kvb ? lode_mat_rows(L->wv_b, h * dv, dv) : lode_mat_rows(L->wkv_b, h * (dn + dv) + dn, dv);
+                lode_matvec_rows(w.type, w.data, w.cols, lat.data(), b.data(), 0, dv);
+                for (int64_t j = 0; j < dv; j++) {
+                    double s = 0;
+                    for (int64_t c = 0; c < dc; c++) s += (double)uv[(size_t)((h * dv + j) * dc + c)] * lat[(size_t)c];
+                    worst = std::max(worst, fabs(s - b[(size_t)j]));
+                }
+            }
+            // decompressed keys of one latent row: K_nope[h*dn+i]
+            if (L->split_kvb) {
+                for (int64_t h = 0; h < nh; h++) {
+                    lode_mat v = lode_mat_rows(L->wk_b, h * dc, dc);
+                    lode__matmul_t(m, &v, lat.data(), dc, 1, a.data() + h * dn, nh * dn);
+                }
+            } else {
+                lode_mat v = L->wkv_b;
+                std::vector<float> kv((size_t)(nh * (dn + dv)));
+                lode_matvec_rows(v.type, v.data, v.cols, lat.data(), kv.data(), 0, v.rows);
+                for (int64_t h = 0; h < nh; h++)
+                    for (int64_t i = 0; i < dn; i++) a[(size_t)(h * dn + i)] = kv[(size_t)(h * (dn + dv) + i)];
+            }
+            for (int64_t k = 0; k < nh * dn; k++) {
+                double s = 0;
+                for (int64_t c = 0; c < dc; c++) s += (double)uk[(size_t)(k * dc + c)] * lat[(size_t)c];
+                worst = std::max(worst, fabs(s - a[(size_t)k]));
+            }
+        }
+        *max_err = worst;
     } catch (const std::bad_alloc &) {
         return lode_error_set(err, LODE_ERR_NOMEM, "out of memory");
     }

@@ -55,6 +55,11 @@ lode_status lode_cuda_selftest_attention(bool shared_rope_key, int64_t q_block, 
     *max_err = 0;
     return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);
 }
+lode_status lode_cuda_selftest_mla_weights(struct lode_model *m, double *max_err, lode_error *err) {
+    (void)m;
+    *max_err = 0;
+    return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);
+}
 lode_status lode_cuda_measure_bandwidth(double *read_gbps, lode_error *err) {
     *read_gbps = 0;
     return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);

@@ -89,6 +89,11 @@ lode_status lode_cuda_selftest_dequant(int type, const void *row, int64_t cols, 
  * direct causal attention; *max_err = the largest absolute difference.
  * shared_rope_key: the MLA shape, else GQA with interleaved K/V rows. */
 lode_status lode_cuda_selftest_attention(bool shared_rope_key, int64_t q_block, double *max_err, lode_error *err);
+/* Runs WITHOUT a GPU: the MLA matrices uploaded for a deepseek2 model
+ * (W_UKᵀ, W_UK, W_UV built from attn_k_b/attn_v_b or kv_b_proj), applied on
+ * the host to random vectors, against the CPU engine's own products on the
+ * bound tensors; *max_err = the largest absolute difference. */
+lode_status lode_cuda_selftest_mla_weights(struct lode_model *m, double *max_err, lode_error *err);
 /* Device 0's sustained HBM read bandwidth (GB/s, 1e9 bytes), measured by
  * a streaming read kernel over a 4 GiB buffer: the decode roofline. */
 lode_status lode_cuda_measure_bandwidth(double *read_gbps, lode_error *err);

@@ -86,6 +86,29 @@ Test(cuda, attention_gemm_layouts_on_host) {
         }
 }
 
+/* The MLA matrices the device receives (built from the split attn_k_b /
+ * attn_v_b GGUF tensors, or from the legacy attn_kv_b) against the CPU
+ * engine's products on the same tensors: no GPU needed. */
+static char g_path[256];
+static void gen_ex(const char *preset, lode_type type, bool legacy);
+Test(cuda, mla_weights_match_engine_on_host) {
+    if (!lode_cuda_compiled()) cr_skip_test("SKIP cuda: this lode build has no CUDA backend (nvcc was not found at build time)");
+    for (int legacy = 0; legacy < 2; legacy++)
+        for (int pr = 0; pr < 2; pr++) {
+            gen_ex(pr ? "tiny-v2" : "tiny-v2lite", pr ? LODE_TYPE_Q8_0 : LODE_TYPE_F32, legacy);
+            lode_model_params mp = lode_model_default_params();
+            mp.n_threads = 1;
+            lode_model *m;
+            lode_error err = {0};
+            cr_assert_eq(lode_model_load(g_path, &mp, &m, &err), LODE_OK, "%s", err.text);
+            double e = -1;
+            cr_assert_eq(lode_cuda_selftest_mla_weights(m, &e, &err), LODE_OK, "%s", err.text);
+            cr_assert(e >= 0 && e < 1e-4, "legacy=%d preset %d: max |error| %g", legacy, pr, e);
+            lode_model_free(m);
+            unlink(g_path);
+        }
+}
+
 /* ---- kernels ---------------------------------------------------------- */
 static void check_matmul(lode_type t, int64_t rows, int64_t cols, int64_t n, bool f32) {
     const lode_type_traits *tr = lode_type_get(t);
@@ -176,9 +199,9 @@ Test(cuda, rope_yarn_positions_match_cpu) {
 }
 
 /* ---- whole model: GPU vs CPU ------------------------------------------- */
-static char g_path[256];
+static void gen(const char *preset, lode_type type) { gen_ex(preset, type, false); }
 
-static void gen(const char *preset, lode_type type) {
+static void gen_ex(const char *preset, lode_type type, bool legacy) {
     snprintf(g_path, sizeof g_path, "/tmp/lode-test-cuda-%d-%s-%s.gguf", (int)getpid(), preset, lode_type_name(type));
     lode_config cfg;
     const char *vocab;
@@ -192,6 +215,7 @@ static void gen(const char *preset, lode_type type) {
     p.quiet = true;
     p.n_threads = 2;
     p.vocab_pre = "deepseek-llm";
+    p.legacy_kvb = legacy;
     cr_assert_eq(lode_gen_write(&cfg, &p, &err), LODE_OK, "%s", err.text);
 }
 
