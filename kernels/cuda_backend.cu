@@ -1220,3 +1220,57 @@ extern "C" lode_status lode_cuda_selftest_mla_weights(struct lode_model *m, doub
     }
     return LODE_OK;
 }
+
+// Without a GPU: the host planning of one device pass for a batch (token
+// reordering by sequence with absorbed groups first, per-token key lists,
+// output rows back in batch order). Returns the first violated property.
+extern "C" lode_status lode_cuda_selftest_plan(struct lode_model *m, struct lode_kv *kv,
+                                               const struct lode_eval_plan *p, const bool *want, lode_error *err) {
+    chunk_plan cp;
+    try {
+        plan_chunk(m, kv, p, want, 0, p->n, &cp);
+    } catch (const std::bad_alloc &) {
+        return lode_error_set(err, LODE_ERR_NOMEM, "out of memory");
+    }
+    const int64_t n = p->n;
+    std::vector<int> seen((size_t)n, 0);
+    if ((int64_t)cp.perm.size() != n) return lode_error_set(err, LODE_ERR_BACKEND, "perm has %zu entries", cp.perm.size());
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t b = cp.perm[(size_t)i];
+        if (b < 0 || b >= n || seen[(size_t)b]++) return lode_error_set(err, LODE_ERR_BACKEND, "perm is not a permutation");
+        if (cp.pos[(size_t)i] != p->pos[b] || cp.cell[(size_t)i] != p->cell[b] || cp.nk[(size_t)i] != p->pos[b] + 1)
+            return lode_error_set(err, LODE_ERR_BACKEND, "row %lld: pos/cell/nk do not follow token %lld", (long long)i, (long long)b);
+    }
+    int64_t next = 0;
+    bool dec_seen = false;
+    for (const auto &G : cp.groups) {
+        if (G.first != next) return lode_error_set(err, LODE_ERR_BACKEND, "groups are not contiguous");
+        if (!G.decompress && dec_seen) return lode_error_set(err, LODE_ERR_BACKEND, "an absorbed group after a decompressed one");
+        dec_seen |= G.decompress;
+        const int32_t *cells = kv->seqs[G.seq].cells;
+        for (int64_t i = G.first; i < G.first + G.count; i++) {
+            const int64_t b = cp.perm[(size_t)i];
+            if (p->seq[b] != G.seq) return lode_error_set(err, LODE_ERR_BACKEND, "row %lld is not of its group's sequence", (long long)i);
+            if (i > G.first && cp.pos[(size_t)i] <= cp.pos[(size_t)i - 1])
+                return lode_error_set(err, LODE_ERR_BACKEND, "positions not ascending within a group");
+            if (cp.koff[(size_t)i] != G.koff) return lode_error_set(err, LODE_ERR_BACKEND, "koff");
+            for (int64_t j = 0; j < cp.nk[(size_t)i]; j++)
+                if (cp.kc[(size_t)(G.koff + j)] != cells[j]) return lode_error_set(err, LODE_ERR_BACKEND, "key list");
+        }
+        next += G.count;
+    }
+    if (next != n) return lode_error_set(err, LODE_ERR_BACKEND, "groups cover %lld of %lld rows", (long long)next, (long long)n);
+    int64_t k = 0;
+    for (int64_t b = 0; b < n; b++) {
+        if (want && !want[b]) continue;
+        if (k >= (int64_t)cp.orow.size() || cp.perm[(size_t)cp.orow[(size_t)k]] != b)
+            return lode_error_set(err, LODE_ERR_BACKEND, "output row %lld is not batch token %lld", (long long)k, (long long)b);
+        k++;
+    }
+    if (k != (int64_t)cp.orow.size()) return lode_error_set(err, LODE_ERR_BACKEND, "extra output rows");
+    int64_t na = 0;
+    for (const auto &G : cp.groups)
+        if (!G.decompress) na += G.count;
+    if (na != cp.n_abs) return lode_error_set(err, LODE_ERR_BACKEND, "n_abs");
+    return LODE_OK;
+}

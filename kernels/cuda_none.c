@@ -60,6 +60,11 @@ lode_status lode_cuda_selftest_mla_weights(struct lode_model *m, double *max_err
     *max_err = 0;
     return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);
 }
+lode_status lode_cuda_selftest_plan(struct lode_model *m, struct lode_kv *kv, const struct lode_eval_plan *p,
+                                    const bool *want, lode_error *err) {
+    (void)m, (void)kv, (void)p, (void)want;
+    return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);
+}
 lode_status lode_cuda_measure_bandwidth(double *read_gbps, lode_error *err) {
     *read_gbps = 0;
     return lode_error_set(err, LODE_ERR_UNSUPPORTED, NO_CUDA_TEXT);

@@ -94,6 +94,11 @@ lode_status lode_cuda_selftest_attention(bool shared_rope_key, int64_t q_block, 
  * the host to random vectors, against the CPU engine's own products on the
  * bound tensors; *max_err = the largest absolute difference. */
 lode_status lode_cuda_selftest_mla_weights(struct lode_model *m, double *max_err, lode_error *err);
+/* Runs WITHOUT a GPU: plan a device pass for an evaluation plan `p` (as
+ * eval.c builds it) and check its invariants; an error names the first
+ * property that fails. */
+lode_status lode_cuda_selftest_plan(struct lode_model *m, struct lode_kv *kv, const struct lode_eval_plan *p,
+                                    const bool *want, lode_error *err);
 /* Device 0's sustained HBM read bandwidth (GB/s, 1e9 bytes), measured by
  * a streaming read kernel over a 4 GiB buffer: the decode roofline. */
 lode_status lode_cuda_measure_bandwidth(double *read_gbps, lode_error *err);

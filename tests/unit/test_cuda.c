@@ -90,6 +90,7 @@ Test(cuda, attention_gemm_layouts_on_host) {
  * attn_v_b GGUF tensors, or from the legacy attn_kv_b) against the CPU
  * engine's products on the same tensors: no GPU needed. */
 static char g_path[256];
+static const int32_t TOK_PLAN[10] = {5, 77, 300, 12, 9, 401, 33, 250, 111, 64};
 static void gen_ex(const char *preset, lode_type type, bool legacy);
 Test(cuda, mla_weights_match_engine_on_host) {
     if (!lode_cuda_compiled()) cr_skip_test("SKIP cuda: this lode build has no CUDA backend (nvcc was not found at build time)");
@@ -107,6 +108,59 @@ Test(cuda, mla_weights_match_engine_on_host) {
             lode_model_free(m);
             unlink(g_path);
         }
+}
+
+/* Planning of a device pass for mixed batches (host code): three sequences
+ * interleaved, one long enough for the decompressed form, forked prefixes,
+ * every other logit wanted. The plan is built as eval.c builds it. */
+bool lode__kv_seq_reserve(lode_kv *kv, int32_t s, int64_t need);
+int32_t lode__kv_append(lode_kv *kv, int32_t s);
+Test(cuda, pass_planning_on_host) {
+    if (!lode_cuda_compiled()) cr_skip_test("SKIP cuda: this lode build has no CUDA backend (nvcc was not found at build time)");
+    gen_ex("tiny-v2lite", LODE_TYPE_F32, false);
+    lode_model_params mp = lode_model_default_params();
+    mp.n_threads = 1;
+    lode_model *m;
+    lode_error err = {0};
+    cr_assert_eq(lode_model_load(g_path, &mp, &m, &err), LODE_OK, "%s", err.text);
+    lode_kv *kv;
+    cr_assert_eq(lode_kv_new(m, 512, &kv, &err), LODE_OK);
+    int32_t s0 = lode_kv_seq_new(kv);
+    float *lg = malloc(sizeof(float) * 512 * 10);
+    lode_batch pre = {10, TOK_PLAN, NULL, s0, NULL};
+    cr_assert_eq(lode_model_eval(m, kv, &pre, lg, &err), LODE_OK, "%s", err.text);
+    int32_t s1 = lode_kv_seq_fork(kv, s0, 6), s2 = lode_kv_seq_new(kv);
+    /* batch: 3 tokens of s0, 2 of s1, 70 of s2 (decompressed under AUTO), interleaved */
+    enum { N = 75 };
+    int32_t seq[N];
+    int64_t pos[N];
+    int32_t cell[N];
+    bool want[N];
+    int k0 = 0, k1 = 0;
+    for (int i = 0; i < N; i++) {
+        seq[i] = i % 9 == 0 && k0 < 3 ? (k0++, s0) : i % 11 == 1 && k1 < 2 ? (k1++, s1) : s2;
+        want[i] = i % 2 == 0;
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert(lode__kv_seq_reserve(kv, seq[i], lode_kv_seq_len(kv, seq[i]) + 1));
+        pos[i] = lode_kv_seq_len(kv, seq[i]);
+        cell[i] = lode__kv_append(kv, seq[i]);
+    }
+    lode_eval_plan p = {0};
+    p.n = N;
+    p.seq = seq;
+    p.pos = pos;
+    p.cell = cell;
+    for (int mode = 0; mode < 3; mode++) {
+        lode_model_set_mla_mode(m, (lode_mla_mode)mode);
+        lode_error e2 = {0};
+        cr_assert_eq(lode_cuda_selftest_plan(m, kv, &p, want, &e2), LODE_OK, "mla mode %d: %s", mode, e2.text);
+        cr_assert_eq(lode_cuda_selftest_plan(m, kv, &p, NULL, &e2), LODE_OK, "mla mode %d, all logits: %s", mode, e2.text);
+    }
+    lode_kv_free(kv);
+    free(lg);
+    lode_model_free(m);
+    unlink(g_path);
 }
 
 /* ---- kernels ---------------------------------------------------------- */
