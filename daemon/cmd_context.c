@@ -11,7 +11,7 @@
  *
  * LINE and COL are 1-based; COL counts characters (code points). The root
  * defaults to the nearest directory above FILE holding .git, else FILE's
- * directory. Without -m tokens are estimated (ceil(bytes / 3)).
+ * directory. Without -m tokens are estimated (ceil(bytes / 2.5)).
  */
 #include <errno.h>
 #include <jansson.h>
@@ -191,7 +191,7 @@ static void print_table(FILE *f, const lode_ctx_prompt *p) {
         fprintf(f, "\n");
     }
     fprintf(f, "  total      %6zu tokens of %zu (%s)\n", p->tokens, p->budget,
-            p->exact ? "counted with the model's tokenizer" : "estimated: bytes / 3");
+            p->exact ? "counted with the model's tokenizer" : "estimated: bytes / 2.5");
 }
 
 /* Greedy generation from a FIM prompt; returns the text (lode_free). */

@@ -28,6 +28,9 @@ struct lode_ctx_lsp {
     lode_ctx *ctx;
     odoc *docs;
     size_t tokens; /* contextTokens (0: contextBudget / 2) */
+    lode_lsp *l;
+    lode_tok *own_tok; /* the model's tokenizer, loaded at the first completion when the model is known */
+    bool tok_tried;
 };
 
 static int hexv(char c) {
@@ -97,6 +100,7 @@ void lode_ctx_lsp_free(lode_ctx_lsp *p) {
     }
     lode_ctx_free(p->ctx);
     lode_index_free(p->ix);
+    lode_tok_free(p->own_tok);
     for (size_t i = 0; i < p->n_roots; i++) lode_free(p->roots[i]);
     lode_free(p->roots);
     lode_free(p);
@@ -223,6 +227,16 @@ static void sync_index(lode_ctx_lsp *p, const odoc *except) {
 
 static lode_status provide(void *ud, const lode_lsp_ctx_req *req, lode_lsp_ctx *out, lode_error *err) {
     lode_ctx_lsp *p = ud;
+    if (!p->tok && !p->tok_tried && p->l) { /* count tokens exactly when the model is known */
+        p->tok_tried = true;
+        const char *m = lode_lsp_model(p->l);
+        lode_error te = {0};
+        if (m && lode_tok_load(m, &p->own_tok, &te) == LODE_OK) {
+            p->tok = p->own_tok;
+            lode_ctx_free(p->ctx);
+            p->ctx = lode_ctx_new(p->ix, (const char *const *)p->roots, p->ix ? p->n_roots : 0, p->tok);
+        }
+    }
     odoc *d = find(p, req->uri);
     sync_index(p, d);
     const lode_lang *lang = d ? d->lang : lode_lang_for_id(req->language);
@@ -263,6 +277,7 @@ static char *post(void *ud, const char *uri, const char *lang_id, const char *vi
 
 void lode_ctx_lsp_attach(lode_ctx_lsp *p, lode_lsp *l) {
     static const lode_lsp_hooks hooks = {h_init, h_settings, h_open, h_change, h_close, post};
+    p->l = l;
     lode_lsp_set_hooks(l, &hooks, p);
     lode_lsp_set_context_provider(l, provide, p);
 }

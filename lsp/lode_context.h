@@ -4,7 +4,7 @@
  *
  * Prompt assembly (context.c). For a document and a cursor, within a token
  * budget (default 4096, counted with the model's tokenizer when one is
- * given, else estimated as ceil(bytes / 3)), the FIM prefix is made of
+ * given, else estimated as ceil(bytes / 2.5)), the FIM prefix is made of
  * sections, each headed by its path as a line comment, as in
  * DeepSeek-Coder's repository-level data ("// src/util.c"):
  *
@@ -101,7 +101,7 @@ bool lode_ctx_prompt_has_def(const lode_ctx_prompt *p, const char *path, const c
 typedef struct lode_ctx lode_ctx;
 lode_ctx *lode_ctx_new(lode_index *ix, const char *const *roots, size_t n_roots, const lode_tok *tok);
 void lode_ctx_free(lode_ctx *c);
-/* Tokens of s (exact with the tokenizer, else ceil(n / 3)); cached by content. */
+/* Tokens of s (exact with the tokenizer, else ceil(n / 2.5)); cached by content. */
 size_t lode_ctx_count(lode_ctx *c, const char *s, size_t n);
 /* An edit happened in path at byte `at` (for RECENT chunks). The most
  * recent 8 files are remembered. */

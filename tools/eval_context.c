@@ -195,7 +195,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (!json) {
-        printf("tokens: %s\n\n", tok ? "counted with the DeepSeek-Coder tokenizer" : "estimated (bytes / 3)");
+        printf("tokens: %s\n\n", tok ? "counted with the DeepSeek-Coder tokenizer" : "estimated (bytes / 2.5)");
         printf("| project | languages | files | call sites | sampled |");
         for (size_t b = 0; b < nb; b++) printf(" hit @%zu (mean tokens) |", budgets[b]);
         printf(" build ms (mean) |\n|---|---|---|---|---|");

@@ -153,7 +153,7 @@ static void build(lode_ctx *c, const doc *d, size_t budget, lode_ctx_prompt *p) 
     cr_assert_eq(lode_ctx_build(c, &in, p, &e), LODE_OK, "%s", e.text);
 }
 
-static size_t est(size_t n) { return (n + 2) / 3; }
+static size_t est(size_t n) { return (n * 2 + 4) / 5; } /* ceil(n / 2.5) */
 
 TestSuite(context, .init = setup_project, .fini = teardown_project);
 
