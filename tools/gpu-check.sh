@@ -17,7 +17,8 @@
 #              which stays there while the machine is warm (30 s after a call):
 #              make the next call at once.
 #   3. device: run(command="tools/gpu-check.sh run all", timeout_s=590, carry=["build-gpu/bin",
-#                  "build-gpu/lib", "build-gpu/lode", "build-gpu/gpu_bench", "build-gpu/tests/test_cuda"])
+#                  "build-gpu/lib", "build-gpu/lode", "build-gpu/gpu_bench", "build-gpu/tests/test_cuda",
+#                  "build-gpu/vocab"])
 #              (or `run tests` / `run bench`). Prints the GPU, the test
 #              results, then one table of the Lite-shape benchmarks.
 #
@@ -60,7 +61,10 @@ EOF
     chmod +x $OUTDIR/bin/$b
   done
   strip --strip-debug $OUTDIR/lode $OUTDIR/gpu_bench $OUTDIR/tests/test_cuda 2>/dev/null || true
-  echo "runtime carry: $(du -csh $OUTDIR/bin $OUTDIR/lib $OUTDIR/lode $OUTDIR/gpu_bench $OUTDIR/tests/test_cuda | tail -1 | cut -f1)"
+  # The real DeepSeek vocabularies, so that Lite files made there match the ones made here.
+  local V=${LODE_VOCAB_DIR:-../shared/data/vocab}
+  mkdir -p $OUTDIR/vocab && cp "$V"/ggml-vocab-deepseek-*.gguf $OUTDIR/vocab/ 2>/dev/null || echo "no vocab GGUFs in $V: synthetic vocabularies on the device"
+  echo "runtime carry: $(du -csh $OUTDIR/bin $OUTDIR/lib $OUTDIR/lode $OUTDIR/gpu_bench $OUTDIR/tests/test_cuda $OUTDIR/vocab | tail -1 | cut -f1)"
   local B=tests/npm/node_modules/node-llama-cpp/llama/gitRelease.bundle
   grep -qx '/.gpu-carry/' .git/info/exclude || echo '/.gpu-carry/' >>.git/info/exclude
   if [ -f "$B" ]; then
@@ -72,7 +76,7 @@ EOF
   fi
   echo "next, on the device (see the top of $0):"
   echo '  optional: run(command="tools/gpu-check.sh llamacpp-build", carry=[".gpu-carry"], timeout_s=590)'
-  echo '  then:     run(command="tools/gpu-check.sh run all", timeout_s=590, carry=["build-gpu/bin", "build-gpu/lib", "build-gpu/lode", "build-gpu/gpu_bench", "build-gpu/tests/test_cuda"])'
+  echo '  then:     run(command="tools/gpu-check.sh run all", timeout_s=590, carry=["build-gpu/bin", "build-gpu/lib", "build-gpu/lode", "build-gpu/gpu_bench", "build-gpu/tests/test_cuda", "build-gpu/vocab"])'
 }
 
 find_cuda_libs() {
@@ -181,6 +185,7 @@ case "${1:-}" in
   run)
     [ -x $OUTDIR/bin/lode ] || { echo "no $OUTDIR/bin/lode: run 'tools/gpu-check.sh prepare' here and carry build-gpu"; exit 2; }
     find_cuda_libs
+    [ -d $OUTDIR/vocab ] && export LODE_VOCAB_DIR=$PWD/$OUTDIR/vocab
     echo "## device"; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
     echo "CUDA libraries: ${LODE_CUDA_LIBS:-<binary RUNPATH only>}"
     rc=0
