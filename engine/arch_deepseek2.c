@@ -414,6 +414,120 @@ static void route(const lode_model *m, const lode_layer *L, float *logits, int32
     }
 }
 
+/* ---- MoE decode (one token): every selected expert and the shared experts
+ * in two pool runs (gate+up of all, then down of all) instead of two per
+ * expert. Per-row arithmetic is the expert-grouped path's (same kernels,
+ * same inputs), and outputs are summed in the same order (routed experts by
+ * ascending id, then the shared experts). */
+#define MOE1_MAX 33   /* routed experts per token + the shared block */
+#define MOE1_CHUNK 64 /* rows per task */
+typedef struct {
+    const lode_mat *g[MOE1_MAX], *u[MOE1_MAX], *d[MOE1_MAX];
+    float *G[MOE1_MAX], *U[MOE1_MAX], *D[MOE1_MAX];
+    const void *hq[MOE1_MAX]; /* quantized SwiGLU output per item (int8 path) */
+    const float *x;           /* the token (f32) */
+    const void *xq[MOE1_MAX]; /* the token quantized for item's gate/up (int8 path) */
+    int64_t first[MOE1_MAX + 1]; /* task prefix per item */
+    int n_items;
+    bool down;
+} moe1_ctx;
+
+static void moe1_task(void *ctx, int64_t i) {
+    const moe1_ctx *c = ctx;
+    int k = 0;
+    while (i >= c->first[k + 1]) k++;
+    int64_t j = i - c->first[k];
+    const lode_mat *W;
+    float *Y;
+    const void *xq;
+    const float *x;
+    if (c->down) {
+        W = c->d[k], Y = c->D[k], xq = c->hq[k], x = c->U[k];
+    } else {
+        const int64_t nch = (c->g[k]->rows + MOE1_CHUNK - 1) / MOE1_CHUNK;
+        W = j < nch ? c->g[k] : c->u[k], Y = j < nch ? c->G[k] : c->U[k], xq = c->xq[k], x = c->x;
+        if (j >= nch) j -= nch;
+    }
+    const int64_t r0 = j * MOE1_CHUNK, r1 = r0 + MOE1_CHUNK < W->rows ? r0 + MOE1_CHUNK : W->rows;
+    if (xq) lode_matmul_q8_rows(W->type, W->data, W->cols, xq, 1, Y, W->rows, r0, r1);
+    else lode_matvec_rows(W->type, W->data, W->cols, x, Y, r0, r1);
+}
+
+/* Activation family of W's int8 path: 0 none (off, float type), 1 32-blocks,
+ * 2 K-quant blocks. */
+static int moe1_family(const lode_mat *W) {
+    if (!lode_quant_int8_enabled() || lode_act_row_size(W->type, W->cols) == 0) return 0;
+    return W->type == LODE_TYPE_Q8_0 || W->type == LODE_TYPE_Q4_0 ? 1 : 2;
+}
+
+static void moe_one_token(lode_model *m, const lode_layer *L, const float *b, const int32_t *ids, const float *w,
+                          float *y) {
+    const lode_config *c = &m->cfg;
+    const int64_t k = c->n_expert_used, H = c->n_embd;
+    moe1_ctx t;
+    memset(&t, 0, sizeof t);
+    float wt[MOE1_MAX];
+    /* Routed experts by ascending id (the grouped path's order). */
+    int32_t order[MOE1_MAX];
+    for (int64_t a = 0; a < k; a++) order[a] = (int32_t)a;
+    for (int64_t a = 1; a < k; a++)
+        for (int64_t q = a; q > 0 && ids[order[q]] < ids[order[q - 1]]; q--) {
+            const int32_t tmp = order[q];
+            order[q] = order[q - 1], order[q - 1] = tmp;
+        }
+    for (int64_t a = 0; a < k; a++) {
+        const int32_t e = ids[order[a]];
+        t.g[a] = &L->exp_gate[e], t.u[a] = &L->exp_up[e], t.d[a] = &L->exp_down[e], wt[a] = w[order[a]];
+    }
+    t.n_items = (int)k;
+    if (c->n_expert_shared > 0) {
+        t.g[k] = &L->sh_gate, t.u[k] = &L->sh_up, t.d[k] = &L->sh_down, wt[k] = 1.0f;
+        t.n_items++;
+    }
+    lode_ws_mark mk = lode__ws_mark(m);
+    for (int a = 0; a < t.n_items; a++) {
+        t.G[a] = lode__ws_alloc(m, (size_t)t.g[a]->rows);
+        t.U[a] = lode__ws_alloc(m, (size_t)t.u[a]->rows);
+        t.D[a] = lode__ws_alloc(m, (size_t)H);
+    }
+    t.x = b;
+    /* The token quantized once per activation family the items need. */
+    const void *xq_fam[3] = {NULL, NULL, NULL};
+    for (int a = 0; a < t.n_items; a++) {
+        const int f = moe1_family(t.g[a]);
+        if (f == 0 || f != moe1_family(t.u[a]) || t.g[a]->cols != t.u[a]->cols) continue;
+        if (!xq_fam[f]) {
+            void *xq = lode__ws_alloc(m, (lode_act_row_size(t.g[a]->type, H) + 3) / 4);
+            lode_act_quantize(t.g[a]->type, b, xq, H);
+            xq_fam[f] = xq;
+        }
+        t.xq[a] = xq_fam[f];
+    }
+    t.first[0] = 0;
+    for (int a = 0; a < t.n_items; a++)
+        t.first[a + 1] = t.first[a] + 2 * ((t.g[a]->rows + MOE1_CHUNK - 1) / MOE1_CHUNK);
+    lode__parallel(m, t.first[t.n_items], moe1_task, &t);
+    /* SwiGLU in place in U, then the down products. */
+    for (int a = 0; a < t.n_items; a++) {
+        const int64_t I = t.g[a]->rows;
+        for (int64_t r = 0; r < I; r++) t.U[a][r] = lode__silu(t.G[a][r]) * t.U[a][r];
+        if (moe1_family(t.d[a])) {
+            void *hq = lode__ws_alloc(m, (lode_act_row_size(t.d[a]->type, I) + 3) / 4);
+            lode_act_quantize(t.d[a]->type, t.U[a], hq, I);
+            t.hq[a] = hq;
+        }
+    }
+    t.down = true;
+    for (int a = 0; a < t.n_items; a++) t.first[a + 1] = t.first[a] + (t.d[a]->rows + MOE1_CHUNK - 1) / MOE1_CHUNK;
+    lode__parallel(m, t.first[t.n_items], moe1_task, &t);
+    memset(y, 0, (size_t)H * sizeof(float));
+    for (int a = 0; a < (int)k; a++)
+        for (int64_t d = 0; d < H; d++) y[d] += wt[a] * t.D[a][d];
+    if (c->n_expert_shared > 0)
+        for (int64_t d = 0; d < H; d++) y[d] += t.D[k][d];
+    lode__ws_release(m, mk);
+}
+
 static void moe(lode_model *m, const lode_layer *L, const float *b, int64_t n, float *y) {
     const lode_config *c = &m->cfg;
     const int64_t E = c->n_expert, k = c->n_expert_used, H = c->n_embd;
@@ -423,6 +537,11 @@ static void moe(lode_model *m, const lode_layer *L, const float *b, int64_t n, f
     int32_t *ids = (int32_t *)lode__ws_alloc(m, (size_t)(n * k));
     float *w = lode__ws_alloc(m, (size_t)(n * k));
     for (int64_t i = 0; i < n; i++) route(m, L, logits + i * E, ids + i * k, w + i * k);
+    if (n == 1 && k + 1 <= MOE1_MAX) {
+        moe_one_token(m, L, b, ids, w, y);
+        lode__ws_release(m, mk);
+        return;
+    }
     /* Expert-grouped evaluation: gather the tokens routed to each expert. */
     int64_t *cnt = (int64_t *)lode__ws_alloc(m, (size_t)(2 * E));
     memset(cnt, 0, (size_t)E * sizeof(int64_t));
