@@ -34,9 +34,9 @@ int lode_cmd_inspect(int argc, char **argv) {
     }
     char why[256] = "";
     int nd = lode_cuda_device_count(why, sizeof why);
-    printf("backend:      cpu (%s kernels, %d threads)", lode_cpu_level_name(lode_quant_cpu_level()),
-           lode_model_n_threads(m));
-    if (nd > 0) printf("; CUDA devices: %d (%s), the CUDA engine is not wired yet\n", nd, lode_cuda_device_name(0));
+    printf("backend:      %s (CPU: %s kernels, %d threads)", lode_model_device(m),
+           lode_cpu_level_name(lode_quant_cpu_level()), lode_model_n_threads(m));
+    if (nd > 0) printf("; CUDA devices: %d (%s); --device cuda|auto runs on it\n", nd, lode_cuda_device_name(0));
     else printf("; %s\n", why);
     lode_model_describe(m, stdout);
     lode_model_free(m);

@@ -113,6 +113,8 @@ int lode_cmd_serve(int argc, char **argv) {
     }
     o.n_threads = mp.n_threads;
     o.quant_type = mp.quant_type;
+    o.mla_mode = (int)mp.mla_mode;
+    o.device = (int)mp.device;
     return lode_daemon_run(&o);
 }
 

@@ -19,6 +19,8 @@ typedef struct lode_daemon_opts {
     int64_t cache_tokens;   /* budget for idle cached prefixes (tokens) */
     int64_t cache_mb;       /* the same budget in MB of KV cache (wins when > 0) */
     int quant_type;         /* -1 or a lode_type for --quant */
+    int mla_mode;           /* a lode_mla_mode (--mla) */
+    int device;             /* a lode_device (--device) */
 } lode_daemon_opts;
 
 /* Default socket path ($XDG_RUNTIME_DIR/lode/lode.sock, else

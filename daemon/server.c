@@ -376,7 +376,7 @@ static json_t *status_json(server *s) {
     json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:f, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}, s:f, s:f, s:f, s:i}",
                      "model", lode_model_path(s->m), "format", lode_model_format(s->m), "architecture",
                      c->arch == LODE_ARCH_DEEPSEEK2 ? "deepseek2" : "llama", "threads", lode_model_n_threads(s->m),
-                     "backend", "cpu", "weights_gb", (double)lode_model_weight_bytes(s->m) / 1e9, "kv_cells",
+                     "backend", lode_model_device(s->m), "weights_gb", (double)lode_model_weight_bytes(s->m) / 1e9, "kv_cells",
                      (json_int_t)st.kv_cells, "kv_free", (json_int_t)st.kv_free, "cache_entries",
                      (json_int_t)st.cache_entries, "requests", "received", (json_int_t)st.requests, "done",
                      (json_int_t)st.done, "cancelled", (json_int_t)st.cancelled, "active", (json_int_t)st.active,
@@ -690,6 +690,8 @@ int lode_daemon_run(const lode_daemon_opts *o) {
     lode_model_params mp = lode_model_default_params();
     mp.n_threads = o->n_threads;
     mp.quant_type = o->quant_type;
+    mp.mla_mode = (lode_mla_mode)o->mla_mode;
+    mp.device = (lode_device)o->device;
     lode_log(LODE_LOG_INFO, "loading %s", o->model);
     if (lode_tok_load(o->model, &s->tok, &err) || lode_model_load(o->model, &mp, &s->m, &err)) {
         lode_log(LODE_LOG_ERROR, "%s", err.text);
