@@ -126,11 +126,21 @@ struct lode_ctx {
     struct ctext {
         char *path, *text;
         size_t len;
-    } *texts;
+        /* outline items of the file (by symbol index), made on first use */
+        char **item;
+        uint32_t *item_len, *item_tok;
+        size_t n_items;
+    } **texts; /* pointers: entries stay put while the array grows */
     size_t n_texts, texts_bytes;
     size_t gen[4];
+    /* the resolved imports of the last current file (index paths), until the index changes */
+    uint64_t imp_key;
+    const char **imp;
+    size_t n_imp, n_imp_direct;
     lode_file_syms syms;
 };
+
+static void ctext_free(struct ctext *t);
 
 lode_ctx *lode_ctx_new(lode_index *ix, const char *const *roots, size_t n_roots, const lode_tok *tok) {
     lode_ctx *c = lode_xcalloc(1, sizeof *c);
@@ -157,11 +167,9 @@ void lode_ctx_free(lode_ctx *c) {
     lode_file_syms_clear(&c->syms);
     lode_free(c->syms_text);
     lode_free((char *)c->syms_path);
-    for (size_t i = 0; i < c->n_texts; i++) {
-        lode_free(c->texts[i].path);
-        lode_free(c->texts[i].text);
-    }
+    for (size_t i = 0; i < c->n_texts; i++) ctext_free(c->texts[i]);
     lode_free(c->texts);
+    lode_free(c->imp);
     lode_free(c->tc);
     lode_free(c);
 }
@@ -373,7 +381,10 @@ typedef struct build {
         const char *path;
         uint32_t start;
         bool body;
+        uint64_t h;
     } *seen;
+    uint32_t *seen_tab; /* open addressing over seen[] (index + 1), seen_cap slots */
+    size_t seen_cap;
     size_t n_seen;
     char **defs;
     size_t n_defs;
@@ -381,12 +392,20 @@ typedef struct build {
     size_t n_imported, n_direct;
 } build;
 
+static void ctext_free(struct ctext *t) {
+    lode_free(t->path);
+    lode_free(t->text);
+    for (size_t k = 0; k < t->n_items; k++) lode_free(t->item[k]);
+    lode_free(t->item);
+    lode_free(t->item_len);
+    lode_free(t->item_tok);
+    lode_free(t);
+}
+
 static void texts_clear(lode_ctx *c) {
-    for (size_t i = 0; i < c->n_texts; i++) {
-        lode_free(c->texts[i].path);
-        lode_free(c->texts[i].text);
-    }
+    for (size_t i = 0; i < c->n_texts; i++) ctext_free(c->texts[i]);
     c->n_texts = c->texts_bytes = 0;
+    c->imp_key = 0;
 }
 
 /* Drop the cached texts when the index changed since they were read. */
@@ -408,32 +427,69 @@ static const char *file_text(build *b, const char *path, size_t *len) {
     }
     lode_ctx *c = b->c;
     for (size_t i = 0; i < c->n_texts; i++)
-        if (!strcmp(c->texts[i].path, path)) {
-            *len = c->texts[i].len;
-            return c->texts[i].text;
+        if (!strcmp(c->texts[i]->path, path)) {
+            *len = c->texts[i]->len;
+            return c->texts[i]->text;
         }
     size_t n = 0;
     char *t = c->ix ? lode_index_read(c->ix, path, &n) : NULL;
     c->texts = lode_xrealloc(c->texts, (c->n_texts + 1) * sizeof *c->texts);
-    c->texts[c->n_texts++] = (struct ctext){lode_xstrdup(path), t, n};
+    struct ctext *ce = lode_xcalloc(1, sizeof *ce);
+    ce->path = lode_xstrdup(path);
+    ce->text = t;
+    ce->len = n;
+    c->texts[c->n_texts++] = ce;
     c->texts_bytes += n;
     *len = n;
     return t;
 }
 
-static struct seen *seen_find(build *b, const char *path, uint32_t start) {
-    for (size_t i = 0; i < b->n_seen; i++)
-        if (b->seen[i].start == start && !strcmp(b->seen[i].path, path)) return &b->seen[i];
+static struct ctext *text_entry(build *b, const char *path) {
+    size_t len;
+    if (!file_text(b, path, &len)) return NULL;
+    for (size_t i = 0; i < b->c->n_texts; i++)
+        if (!strcmp(b->c->texts[i]->path, path)) return b->c->texts[i];
     return NULL;
 }
+
+static uint64_t seen_hash(const char *path, uint32_t start) {
+    return hash_bytes(path, strlen(path)) ^ ((uint64_t)start * 0x9E3779B97F4A7C15ull);
+}
+
+static struct seen *seen_find(build *b, const char *path, uint32_t start) {
+    if (!b->seen_cap) return NULL;
+    uint64_t h = seen_hash(path, start);
+    for (size_t i = (size_t)h & (b->seen_cap - 1);; i = (i + 1) & (b->seen_cap - 1)) {
+        uint32_t k = b->seen_tab[i];
+        if (!k) return NULL;
+        struct seen *s = &b->seen[k - 1];
+        if (s->h == h && s->start == start && !strcmp(s->path, path)) return s;
+    }
+}
+
 static void seen_add(build *b, const char *path, uint32_t start, bool body, const char *name) {
     struct seen *s = seen_find(b, path, start);
     if (s) {
         s->body |= body;
         return;
     }
+    uint64_t h = seen_hash(path, start);
     b->seen = lode_xrealloc(b->seen, (b->n_seen + 1) * sizeof *b->seen);
-    b->seen[b->n_seen++] = (struct seen){path, start, body};
+    b->seen[b->n_seen++] = (struct seen){path, start, body, h};
+    if (b->n_seen * 2 > b->seen_cap) { /* grow and rehash */
+        lode_free(b->seen_tab);
+        b->seen_cap = b->seen_cap ? b->seen_cap * 2 : 256;
+        b->seen_tab = lode_xcalloc(b->seen_cap, sizeof *b->seen_tab);
+        for (size_t k = 0; k < b->n_seen; k++) {
+            size_t i = (size_t)b->seen[k].h & (b->seen_cap - 1);
+            while (b->seen_tab[i]) i = (i + 1) & (b->seen_cap - 1);
+            b->seen_tab[i] = (uint32_t)(k + 1);
+        }
+    } else {
+        size_t i = (size_t)h & (b->seen_cap - 1);
+        while (b->seen_tab[i]) i = (i + 1) & (b->seen_cap - 1);
+        b->seen_tab[i] = (uint32_t)b->n_seen;
+    }
     sbuf d = {0};
     sb_str(&d, path);
     sb_str(&d, "\t");
@@ -584,6 +640,7 @@ static size_t outline_files(build *b, lode_ctx_prompt *p, size_t first, size_t l
         const char *t;
         size_t len;
         const lode_lang *lang;
+        struct ctext *ce;
         unsigned char *mark; /* 1 signature, 2 whole */
         char **txt;
         size_t *tl;
@@ -597,6 +654,17 @@ static size_t outline_files(build *b, lode_ctx_prompt *p, size_t first, size_t l
         pk[f].t = pk[f].fs && pk[f].fs->n_syms ? file_text(b, ip, &pk[f].len) : NULL;
         pk[f].lang = lode_lang_for_path(ip);
         if (!pk[f].t) continue;
+        struct ctext *ce = pk[f].ce = text_entry(b, ip);
+        if (!ce || (ce->n_items && ce->n_items != pk[f].fs->n_syms)) {
+            pk[f].t = NULL;
+            continue;
+        }
+        if (!ce->n_items) {
+            ce->n_items = pk[f].fs->n_syms;
+            ce->item = lode_xcalloc(ce->n_items, sizeof *ce->item);
+            ce->item_len = lode_xcalloc(ce->n_items, sizeof *ce->item_len);
+            ce->item_tok = lode_xcalloc(ce->n_items, sizeof *ce->item_tok);
+        }
         pk[f].mark = lode_xcalloc(pk[f].fs->n_syms, 1);
         pk[f].txt = lode_xcalloc(pk[f].fs->n_syms, sizeof *pk[f].txt);
         pk[f].tl = lode_xcalloc(pk[f].fs->n_syms, sizeof *pk[f].tl);
@@ -617,20 +685,23 @@ static size_t outline_files(build *b, lode_ctx_prompt *p, size_t first, size_t l
                     if (par->end - par->start <= SMALL_TYPE) continue;
                 }
                 bool whole = pr > 0 && s->end - s->start <= SMALL_TYPE;
-                sbuf one = {0};
-                if (whole) add_body(&one, pk[f].t, pk[f].len, s);
-                else add_signature(&one, pk[f].lang, pk[f].t, pk[f].len, s);
-                size_t n1 = lode_ctx_count(b->c, one.p, one.n);
-                size_t h = pk[f].headed ? 0 : header_tokens(b, ip, pk[f].lang);
-                if (used + n1 + h > cap) {
-                    lode_free(one.p);
-                    continue;
+                struct ctext *ce = pk[f].ce;
+                if (!ce->item[k]) { /* made once per file version, then cached */
+                    sbuf one = {0};
+                    if (whole) add_body(&one, pk[f].t, pk[f].len, s);
+                    else add_signature(&one, pk[f].lang, pk[f].t, pk[f].len, s);
+                    ce->item_tok[k] = (uint32_t)lode_ctx_count(b->c, one.p, one.n);
+                    ce->item_len[k] = (uint32_t)one.n;
+                    ce->item[k] = sb_take(&one, NULL);
                 }
+                size_t n1 = ce->item_tok[k];
+                size_t h = pk[f].headed ? 0 : header_tokens(b, ip, pk[f].lang);
+                if (used + n1 + h > cap) continue;
                 used += n1 + h;
                 pk[f].headed = true;
                 pk[f].mark[k] = whole ? 2 : 1;
-                pk[f].txt[k] = one.p;
-                pk[f].tl[k] = one.n;
+                pk[f].txt[k] = ce->item[k];
+                pk[f].tl[k] = ce->item_len[k];
                 pk[f].n++;
             }
         }
@@ -652,8 +723,6 @@ static size_t outline_files(build *b, lode_ctx_prompt *p, size_t first, size_t l
             real += tk;
             push_section(p, LODE_CTX_IMPORT, rel_path(b->c, ip), txt, tl, tk, pk[f].n);
         }
-        if (pk[f].txt)
-            for (size_t k = 0; k < pk[f].fs->n_syms; k++) lode_free(pk[f].txt[k]);
         lode_free(pk[f].mark);
         lode_free(pk[f].txt);
         lode_free(pk[f].tl);
@@ -667,6 +736,18 @@ static size_t outline_files(build *b, lode_ctx_prompt *p, size_t first, size_t l
  * the imports of those, for outline_more. */
 static size_t do_imports(build *b, lode_ctx_prompt *p, size_t cap) {
     if (!b->cur || !b->c->ix) return 0;
+    lode_ctx *c = b->c;
+    uint64_t key = hash_bytes(b->path ? b->path : "", b->path ? strlen(b->path) : 0);
+    for (size_t i = 0; i < b->cur->n_imports; i++)
+        key = key * 0x100000001b3ull ^ hash_bytes(b->cur->imports[i].module, strlen(b->cur->imports[i].module));
+    key |= 1;
+    if (c->imp_key == key) { /* same file, same imports, same index: resolved already */
+        b->imported = lode_xmalloc((c->n_imp ? c->n_imp : 1) * sizeof *b->imported);
+        memcpy(b->imported, c->imp, c->n_imp * sizeof *b->imported);
+        b->n_imported = c->n_imp;
+        b->n_direct = c->n_imp_direct;
+        return outline_files(b, p, 0, b->n_direct, cap);
+    }
     for (size_t i = 0; i < b->cur->n_imports; i++)
         add_imported(b, lode_index_resolve_import(b->c->ix, b->path ? b->path : "", &b->cur->imports[i]));
     /* Go and Java: the other files of the package (directory) need no import */
@@ -685,6 +766,11 @@ static size_t do_imports(build *b, lode_ctx_prompt *p, size_t cap) {
         for (size_t k = 0; fs && k < fs->n_imports && b->n_imported < 64; k++)
             add_imported(b, lode_index_resolve_import(b->c->ix, b->imported[i], &fs->imports[k]));
     }
+    c->imp = lode_xrealloc(c->imp, (b->n_imported ? b->n_imported : 1) * sizeof *c->imp);
+    if (b->n_imported) memcpy(c->imp, b->imported, b->n_imported * sizeof *c->imp);
+    c->n_imp = b->n_imported;
+    c->n_imp_direct = b->n_direct;
+    c->imp_key = key;
     return outline_files(b, p, 0, b->n_direct, cap);
 }
 
@@ -1111,6 +1197,7 @@ lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prom
     out->defs = b.defs;
     out->n_defs = b.n_defs;
     lode_free(b.seen);
+    lode_free(b.seen_tab);
     lode_free(b.imported);
     if (own) ts_tree_delete(own);
     return LODE_OK;
