@@ -500,22 +500,42 @@ static void seen_add(build *b, const char *path, uint32_t start, bool body, cons
 
 /* The signature of sym as shown: its text up to the body, trailing blanks
  * dropped, plus an elision that keeps it well-formed for the language. */
+/* The blanks before a definition on its first line (a method's indentation),
+ * so that its continuation lines keep their shape. */
+static void add_indent(sbuf *o, const char *t, size_t a) {
+    size_t ls = line_start(t, a);
+    for (size_t i = ls; i < a; i++)
+        if (t[i] != ' ' && t[i] != '\t') return;
+    sb_add(o, t + ls, a - ls);
+}
+
 static void add_signature(sbuf *o, const lode_lang *lang, const char *t, size_t len, const lode_sym *s) {
     size_t a = s->start, e = s->sig_end < s->end ? s->sig_end : s->end;
     if (a > len) return;
     if (e > len) e = len;
     bool body = s->sig_end < s->end;
     while (e > a && isspace((unsigned char)t[e - 1])) e--;
+    /* comment lines between the header and the body are not the signature */
+    const char *cm = lang ? lode_lang_line_comment(lang) : NULL;
+    while (cm && e > a) {
+        size_t ls = line_start(t, e);
+        if (ls <= a) break;
+        size_t fb = first_nonblank(t, e, ls);
+        if (strncmp(t + fb, cm, strlen(cm))) break;
+        e = ls;
+        while (e > a && isspace((unsigned char)t[e - 1])) e--;
+    }
     if (e - a > SIG_CAP) { /* whole lines up to the cap */
         size_t k = a + SIG_CAP;
         while (k > a && t[k - 1] != '\n') k--;
         e = k > a ? k - 1 : a + SIG_CAP;
         while (e > a && is_cont((unsigned char)t[e])) e--;
     }
+    add_indent(o, t, a);
     sb_add(o, t + a, e - a);
     if (body) {
         const char *ln = lang ? lode_lang_name(lang) : "";
-        if (!strcmp(ln, "python")) sb_str(o, t[e - 1] == ':' ? " ..." : ": ...");
+        if (!strcmp(ln, "python")) sb_str(o, e > a && t[e - 1] == ':' ? " ..." : ": ...");
         else if (!strcmp(ln, "c") || !strcmp(ln, "cpp")) sb_str(o, s->kind == LODE_SYM_FUNCTION || s->kind == LODE_SYM_METHOD ? ";" : " { ... };");
         else if (!strcmp(ln, "lua") || !strcmp(ln, "ruby")) sb_str(o, " ... end");
         else if (!strcmp(ln, "bash")) sb_str(o, " { ...; }");
@@ -527,7 +547,22 @@ static void add_signature(sbuf *o, const lode_lang *lang, const char *t, size_t 
 static void add_body(sbuf *o, const char *t, size_t len, const lode_sym *s) {
     size_t a = s->start, e = s->end > len ? len : s->end;
     if (a >= e) return;
+    add_indent(o, t, a);
     sb_add(o, t + a, e - a);
+    sb_str(o, "\n");
+}
+
+/* The header line of a class whose member is shown without it
+ * ("class Foo(Base):", "impl Foo {"), or nothing. */
+static void add_parent_header(sbuf *o, const char *t, size_t len, const lode_sym *par) {
+    size_t a = par->start, e = par->sig_end < par->end ? par->sig_end : par->end;
+    if (a >= len) return;
+    if (e > len) e = len;
+    size_t le = a;
+    while (le < e && t[le] != '\n') le++;
+    while (le > a && isspace((unsigned char)t[le - 1])) le--;
+    add_indent(o, t, a);
+    sb_add(o, t + a, le - a);
     sb_str(o, "\n");
 }
 
@@ -711,8 +746,13 @@ static size_t outline_files(build *b, lode_ctx_prompt *p, size_t first, size_t l
             const char *ip = b->imported[first + f];
             sbuf o = {0};
             add_header(&o, b->c, ip, pk[f].lang);
+            int32_t last_par = -1;
             for (size_t k = 0; k < pk[f].fs->n_syms; k++) {
                 if (!pk[f].mark[k]) continue;
+                int32_t par = pk[f].fs->syms[k].parent;
+                if (par >= 0 && par != last_par && !pk[f].mark[par])
+                    add_parent_header(&o, pk[f].t, pk[f].len, &pk[f].fs->syms[par]);
+                last_par = par >= 0 ? par : last_par;
                 sb_add(&o, pk[f].txt[k], pk[f].tl[k]);
                 seen_add(b, ip, pk[f].fs->syms[k].start, pk[f].mark[k] == 2, pk[f].fs->syms[k].name);
             }
