@@ -163,22 +163,32 @@ static int parse_args(int argc, char **argv, copts *o) {
     return -1;
 }
 
+/* NULL when a piece cannot be JSON (a path that is not UTF-8). */
 static json_t *prompt_json(const lode_ctx_prompt *p) {
     json_t *secs = json_array();
+    bool bad = false;
     for (size_t i = 0; i < p->n_sections; i++) {
         const lode_ctx_section *s = &p->sections[i];
-        json_array_append_new(secs, json_pack("{s:s, s:s, s:I, s:I, s:I, s:s%}", "kind", lode_ctx_kind_name(s->kind),
-                                              "path", s->path, "tokens", (json_int_t)s->tokens, "bytes",
-                                              (json_int_t)s->len, "items", (json_int_t)s->n_items, "text", s->text,
-                                              s->len));
+        json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s%}", "kind", lode_ctx_kind_name(s->kind), "path", s->path,
+                              "tokens", (json_int_t)s->tokens, "bytes", (json_int_t)s->len, "items",
+                              (json_int_t)s->n_items, "text", s->text, s->len);
+        bad |= !o || json_array_append_new(secs, o);
     }
     json_t *defs = json_array();
-    for (size_t i = 0; i < p->n_defs; i++) json_array_append_new(defs, json_string(p->defs[i]));
+    for (size_t i = 0; i < p->n_defs; i++) {
+        json_t *d = json_string(p->defs[i]);
+        if (d) json_array_append_new(defs, d); /* a path that is not UTF-8 is left out */
+    }
     size_t fl;
     char *fim = lode_ctx_prompt_fim_text(p, &fl);
-    json_t *j = json_pack("{s:I, s:I, s:b, s:o, s:o, s:s%, s:s%, s:s%}", "budget", (json_int_t)p->budget, "tokens",
-                          (json_int_t)p->tokens, "exact", p->exact, "sections", secs, "definitions", defs, "prefix",
-                          p->prefix, p->prefix_len, "suffix", p->suffix, p->suffix_len, "prompt", fim, fl);
+    json_t *j = bad ? NULL
+                    : json_pack("{s:I, s:I, s:b, s:o, s:o, s:s%, s:s%, s:s%}", "budget", (json_int_t)p->budget, "tokens",
+                                (json_int_t)p->tokens, "exact", p->exact, "sections", secs, "definitions", defs,
+                                "prefix", p->prefix, p->prefix_len, "suffix", p->suffix, p->suffix_len, "prompt", fim, fl);
+    if (!j && bad) {
+        json_decref(secs);
+        json_decref(defs);
+    }
     lode_free(fim);
     return j;
 }
@@ -307,6 +317,10 @@ static int run(int argc, char **argv, bool complete) {
     if (!complete) {
         if (o.json) {
             json_t *j = prompt_json(&p);
+            if (!j) {
+                lode_error_set(&err, LODE_ERR_INVALID_ARG, "cannot encode the prompt as JSON");
+                goto fail;
+            }
             json_dumpf(j, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
             printf("\n");
             json_decref(j);
@@ -335,9 +349,16 @@ static int run(int argc, char **argv, bool complete) {
                               info.mode == LODE_POST_MULTI ? "multi" : "single", "mode_why", info.mode_why, "stop",
                               info.stop_why, "rejected", info.rejected, "errors_before", info.errors_before,
                               "errors_after", info.errors_after, "prompt_tokens", (json_int_t)n_ids);
-        json_dumpf(j, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
-        printf("\n");
-        json_decref(j);
+        if (j) {
+            json_dumpf(j, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+            printf("\n");
+            json_decref(j);
+        } else { /* the model's bytes are not UTF-8 */
+            fprintf(stderr, "lode complete: the output is not valid UTF-8; without --json it is printed as it is\n");
+            lode_free(out);
+            lode_free(raw);
+            goto done;
+        }
     } else {
         fwrite(out, 1, n, stdout);
         printf("\n");

@@ -1145,6 +1145,32 @@ static size_t count_window(lode_ctx *c, const char *s, size_t n) {
     return total;
 }
 
+/* Replace every byte that is not part of a valid UTF-8 sequence with '?'
+ * (same length, so offsets hold): files may be Latin-1 or binary-ish, and
+ * the prompt goes into JSON. */
+static void utf8_fix(char *s, size_t n) {
+    unsigned char *u = (unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned char c0 = u[i];
+        size_t k = c0 < 0x80 ? 1 : (c0 >> 5) == 6 ? 2 : (c0 >> 4) == 14 ? 3 : (c0 >> 3) == 30 ? 4 : 0;
+        bool ok = k > 0 && i + k <= n;
+        for (size_t j = 1; ok && j < k; j++) ok = (u[i + j] & 0xC0) == 0x80;
+        if (ok && k > 1) { /* overlong, surrogates, past U+10FFFF */
+            uint32_t cp = k == 2 ? (uint32_t)(c0 & 0x1F) << 6 | (u[i + 1] & 0x3F)
+                          : k == 3 ? (uint32_t)(c0 & 0x0F) << 12 | (uint32_t)(u[i + 1] & 0x3F) << 6 | (u[i + 2] & 0x3F)
+                                   : (uint32_t)(c0 & 0x07) << 18 | (uint32_t)(u[i + 1] & 0x3F) << 12 |
+                                         (uint32_t)(u[i + 2] & 0x3F) << 6 | (u[i + 3] & 0x3F);
+            ok = (k == 2 && cp >= 0x80) || (k == 3 && cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF)) ||
+                 (k == 4 && cp >= 0x10000 && cp <= 0x10FFFF);
+        }
+        if (!ok || !c0) {
+            u[i++] = '?';
+            continue;
+        }
+        i += k;
+    }
+}
+
 static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prompt *out, lode_error *err) {
@@ -1218,7 +1244,11 @@ lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prom
     char *ftxt = sb_take(&f, &fl);
     push_section(out, LODE_CTX_FILE, rel_path(c, in.path), ftxt, fl, htok + ptok, 0);
     push_section(out, LODE_CTX_SUFFIX, rel_path(c, in.path), xstrndup(t + cur, e - cur), e - cur, stok, 0);
-    /* assemble */
+    /* assemble (valid UTF-8, no NUL: it goes into JSON) */
+    for (size_t i = 0; i < out->n_sections; i++) {
+        utf8_fix(out->sections[i].text, out->sections[i].len);
+        utf8_fix(out->sections[i].path, strlen(out->sections[i].path));
+    }
     sbuf pre = {0};
     size_t total = 4;
     for (size_t i = 0; i < out->n_sections; i++) {
@@ -1228,6 +1258,7 @@ lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prom
     out->prefix = sb_take(&pre, &out->prefix_len);
     out->suffix = xstrndup(t + cur, e - cur);
     out->suffix_len = e - cur;
+    utf8_fix(out->suffix, out->suffix_len);
     out->tokens = total;
     out->budget = B;
     out->exact = c->tok != NULL;

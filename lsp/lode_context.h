@@ -22,7 +22,9 @@
  * budget and on the sections before it (leftovers flow forward, never
  * back), and the prefix window starts on a grid, so typing at the cursor
  * changes only the prompt's tail and the daemon's prefix cache reuses the
- * rest. The same input always gives byte-identical output.
+ * rest. The same input always gives byte-identical output. Section texts,
+ * prefix and suffix are valid UTF-8 without NUL bytes (any other byte, from
+ * a Latin-1 or binary file, becomes '?'), so they go into JSON as they are.
  *
  * Windows are cut at syntactic boundaries: the prefix window starts at the
  * beginning of a line where a syntax node (statement, declaration) starts;

@@ -359,6 +359,13 @@ Test(context, no_index_no_language) {
     cr_assert_str_eq(p.suffix, "more notes\n");
     cr_assert_eq(p.budget, LODE_CTX_DEFAULT_BUDGET);
     lode_ctx_prompt_clear(&p);
+    /* bytes that are not UTF-8 (a Latin-1 file) become '?': the prompt goes into JSON */
+    const char *latin1 = "caf\xe9 = 1\nx = \xc3\n";
+    lode_ctx_input l1 = {"/nowhere/l.txt", NULL, latin1, strlen(latin1), 9, NULL, 0};
+    cr_assert_eq(lode_ctx_build(c, &l1, &p, &e), LODE_OK);
+    cr_assert_str_eq(p.prefix, "// /nowhere/l.txt\ncaf? = 1\n");
+    cr_assert_str_eq(p.suffix, "x = ?\n");
+    lode_ctx_prompt_clear(&p);
     /* cursor past the end is clamped */
     in.cursor = 1000;
     cr_assert_eq(lode_ctx_build(c, &in, &p, &e), LODE_OK);
