@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <uv.h>
 
 #define MAX_HEADER 8192
 
@@ -181,4 +182,30 @@ lode_rpc_kind lode_rpc_parse(json_t *msg, lode_rpc_msg *out, int *code, lode_err
     out->params = params;
     out->kind = has_id ? LODE_RPC_KIND_REQUEST : LODE_RPC_KIND_NOTIFICATION;
     return out->kind;
+}
+
+typedef struct {
+    uv_write_t req;
+    char *buf;
+} rpc_wreq;
+
+static void on_rpc_written(uv_write_t *r, int status) {
+    (void)status;
+    rpc_wreq *w = (rpc_wreq *)r;
+    lode_free(w->buf);
+    lode_free(w);
+}
+
+int lode_rpc_write(uv_stream_t *st, json_t *v) {
+    rpc_wreq *w = lode_xmalloc(sizeof *w);
+    size_t n;
+    w->buf = lode_rpc_frame(v, &n);
+    json_decref(v);
+    uv_buf_t b = uv_buf_init(w->buf, (unsigned)n);
+    int e = uv_write(&w->req, st, &b, 1, on_rpc_written);
+    if (e) {
+        lode_free(w->buf);
+        lode_free(w);
+    }
+    return e;
 }

@@ -62,6 +62,11 @@ lode_rpc_result lode_rpc_reader_next(lode_rpc_reader *r, json_t **msg);
  * Never NULL: a value that cannot be serialised (NULL, OOM) is framed as a
  * -32603 error without id. */
 char *lode_rpc_frame(json_t *v, size_t *len);
+/* Frame v (stolen) and queue it on a libuv stream; the buffer is freed when
+ * the write completes. A failed write shows up on the stream's read side
+ * (error or EOF). Returns 0 or a libuv error code. */
+struct uv_stream_s; /* uv_stream_t, without pulling <uv.h> into every user */
+int lode_rpc_write(struct uv_stream_s *st, json_t *v);
 /* Builders (new references). id may be NULL (→ null). */
 json_t *lode_rpc_result_msg(json_t *id, json_t *result /* stolen */);
 json_t *lode_rpc_error_msg(json_t *id, int code, const char *message);

@@ -78,18 +78,6 @@ struct server {
 };
 
 /* ---- writing --------------------------------------------------------------- */
-typedef struct {
-    uv_write_t req;
-    char *buf;
-} wreq;
-
-static void on_written(uv_write_t *r, int status) {
-    (void)status;
-    wreq *w = (wreq *)r;
-    lode_free(w->buf);
-    lode_free(w);
-}
-
 static conn *find_conn(server *s, uint64_t id) {
     for (conn *c = s->conns; c; c = c->next)
         if (c->id == id && !c->closing) return c;
@@ -111,15 +99,7 @@ static void send_json(conn *c, json_t *v) {
         close_conn(c);
         return;
     }
-    wreq *w = lode_xmalloc(sizeof *w);
-    size_t n;
-    w->buf = lode_rpc_frame(v, &n);
-    json_decref(v);
-    uv_buf_t b = uv_buf_init(w->buf, (unsigned)n);
-    if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) != 0) {
-        lode_free(w->buf);
-        lode_free(w);
-    }
+    lode_rpc_write((uv_stream_t *)&c->pipe, v);
 }
 
 /* ---- scheduler events ---------------------------------------------------------- */

@@ -93,6 +93,31 @@ char *lode_xstrdup(const char *s) {
     memcpy(d, s, n);
     return d;
 }
+char *lode_xstrndup(const char *s, size_t n) {
+    char *d = lode_xmalloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+void lode_buf_add(lode_buf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        b->cap = (b->n + n + 1) * 2 + 64;
+        b->p = lode_xrealloc(b->p, b->cap);
+    }
+    if (n) memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+void lode_buf_str(lode_buf *b, const char *s) { lode_buf_add(b, s, strlen(s)); }
+char *lode_buf_take(lode_buf *b, size_t *n) {
+    if (!b->p) lode_buf_add(b, "", 0);
+    char *p = b->p;
+    if (n) *n = b->n;
+    b->p = NULL;
+    b->n = b->cap = 0;
+    return p;
+}
 
 /* ---- logging -------------------------------------------------------- */
 static lode_log_fn g_log_fn;

@@ -84,7 +84,18 @@ void *lode_xmalloc(size_t n);
 void *lode_xcalloc(size_t n, size_t sz);
 void *lode_xrealloc(void *p, size_t n);
 char *lode_xstrdup(const char *s);
+char *lode_xstrndup(const char *s, size_t n); /* n bytes of s, NUL-terminated */
 void lode_free(void *p);
+
+/* A growable byte string, always NUL-terminated once non-empty. Start with
+ * {0}; lode_buf_take hands the bytes to the caller (lode_free) and resets. */
+typedef struct lode_buf {
+    char *p;
+    size_t n, cap;
+} lode_buf;
+void lode_buf_add(lode_buf *b, const char *s, size_t n);
+void lode_buf_str(lode_buf *b, const char *s);
+char *lode_buf_take(lode_buf *b, size_t *n); /* never NULL; *n (may be NULL) its length */
 
 /* Overflow-checked size arithmetic: returns false on overflow. */
 static inline bool lode_mul_ok(size_t a, size_t b, size_t *out) {

@@ -31,36 +31,6 @@
 #define EST_BYTES(t) ((t) * 5 / 2)
 
 /* ---- small helpers ------------------------------------------------------------- */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2 + 64;
-        b->p = lode_xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-static char *sb_take(sbuf *b, size_t *n) {
-    if (!b->p) sb_add(b, "", 0);
-    char *p = b->p;
-    if (n) *n = b->n;
-    b->p = NULL;
-    b->n = b->cap = 0;
-    return p;
-}
-
-static char *xstrndup(const char *s, size_t n) {
-    char *p = lode_xmalloc(n + 1);
-    memcpy(p, s, n);
-    p[n] = 0;
-    return p;
-}
 
 static bool is_cont(unsigned char ch) { return (ch & 0xC0) == 0x80; }
 static bool word_ch(unsigned char ch) { return ch >= 0x80 || ch == '_' || ch == '$' || isalnum(ch); }
@@ -238,13 +208,13 @@ void lode_ctx_prompt_clear(lode_ctx_prompt *p) {
 }
 
 char *lode_ctx_prompt_fim_text(const lode_ctx_prompt *p, size_t *len) {
-    sbuf b = {0};
-    sb_str(&b, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>");
-    sb_add(&b, p->prefix, p->prefix_len);
-    sb_str(&b, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "hole\xef\xbd\x9c>");
-    sb_add(&b, p->suffix, p->suffix_len);
-    sb_str(&b, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>");
-    return sb_take(&b, len);
+    lode_buf b = {0};
+    lode_buf_str(&b, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>");
+    lode_buf_add(&b, p->prefix, p->prefix_len);
+    lode_buf_str(&b, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "hole\xef\xbd\x9c>");
+    lode_buf_add(&b, p->suffix, p->suffix_len);
+    lode_buf_str(&b, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>");
+    return lode_buf_take(&b, len);
 }
 
 bool lode_ctx_prompt_has_def(const lode_ctx_prompt *p, const char *path, const char *name) {
@@ -268,12 +238,12 @@ static const char *rel_path(const lode_ctx *c, const char *path) {
     return best ? path + best + 1 : path;
 }
 
-static void add_header(sbuf *b, const lode_ctx *c, const char *path, const lode_lang *lang) {
+static void add_header(lode_buf *b, const lode_ctx *c, const char *path, const lode_lang *lang) {
     const char *cm = lang ? lode_lang_line_comment(lang) : NULL;
-    sb_str(b, cm ? cm : "//");
-    sb_str(b, " ");
-    sb_str(b, rel_path(c, path));
-    sb_str(b, "\n");
+    lode_buf_str(b, cm ? cm : "//");
+    lode_buf_str(b, " ");
+    lode_buf_str(b, rel_path(c, path));
+    lode_buf_str(b, "\n");
 }
 
 /* ---- syntactic cuts -------------------------------------------------------------------- */
@@ -490,26 +460,26 @@ static void seen_add(build *b, const char *path, uint32_t start, bool body, cons
         while (b->seen_tab[i]) i = (i + 1) & (b->seen_cap - 1);
         b->seen_tab[i] = (uint32_t)b->n_seen;
     }
-    sbuf d = {0};
-    sb_str(&d, path);
-    sb_str(&d, "\t");
-    sb_str(&d, name);
+    lode_buf d = {0};
+    lode_buf_str(&d, path);
+    lode_buf_str(&d, "\t");
+    lode_buf_str(&d, name);
     b->defs = lode_xrealloc(b->defs, (b->n_defs + 1) * sizeof *b->defs);
-    b->defs[b->n_defs++] = sb_take(&d, NULL);
+    b->defs[b->n_defs++] = lode_buf_take(&d, NULL);
 }
 
 /* The signature of sym as shown: its text up to the body, trailing blanks
  * dropped, plus an elision that keeps it well-formed for the language. */
 /* The blanks before a definition on its first line (a method's indentation),
  * so that its continuation lines keep their shape. */
-static void add_indent(sbuf *o, const char *t, size_t a) {
+static void add_indent(lode_buf *o, const char *t, size_t a) {
     size_t ls = line_start(t, a);
     for (size_t i = ls; i < a; i++)
         if (t[i] != ' ' && t[i] != '\t') return;
-    sb_add(o, t + ls, a - ls);
+    lode_buf_add(o, t + ls, a - ls);
 }
 
-static void add_signature(sbuf *o, const lode_lang *lang, const char *t, size_t len, const lode_sym *s) {
+static void add_signature(lode_buf *o, const lode_lang *lang, const char *t, size_t len, const lode_sym *s) {
     size_t a = s->start, e = s->sig_end < s->end ? s->sig_end : s->end;
     if (a > len) return;
     if (e > len) e = len;
@@ -532,29 +502,29 @@ static void add_signature(sbuf *o, const lode_lang *lang, const char *t, size_t 
         while (e > a && is_cont((unsigned char)t[e])) e--;
     }
     add_indent(o, t, a);
-    sb_add(o, t + a, e - a);
+    lode_buf_add(o, t + a, e - a);
     if (body) {
         const char *ln = lang ? lode_lang_name(lang) : "";
-        if (!strcmp(ln, "python")) sb_str(o, e > a && t[e - 1] == ':' ? " ..." : ": ...");
-        else if (!strcmp(ln, "c") || !strcmp(ln, "cpp")) sb_str(o, s->kind == LODE_SYM_FUNCTION || s->kind == LODE_SYM_METHOD ? ";" : " { ... };");
-        else if (!strcmp(ln, "lua") || !strcmp(ln, "ruby")) sb_str(o, " ... end");
-        else if (!strcmp(ln, "bash")) sb_str(o, " { ...; }");
-        else sb_str(o, " { ... }");
+        if (!strcmp(ln, "python")) lode_buf_str(o, e > a && t[e - 1] == ':' ? " ..." : ": ...");
+        else if (!strcmp(ln, "c") || !strcmp(ln, "cpp")) lode_buf_str(o, s->kind == LODE_SYM_FUNCTION || s->kind == LODE_SYM_METHOD ? ";" : " { ... };");
+        else if (!strcmp(ln, "lua") || !strcmp(ln, "ruby")) lode_buf_str(o, " ... end");
+        else if (!strcmp(ln, "bash")) lode_buf_str(o, " { ...; }");
+        else lode_buf_str(o, " { ... }");
     }
-    sb_str(o, "\n");
+    lode_buf_str(o, "\n");
 }
 
-static void add_body(sbuf *o, const char *t, size_t len, const lode_sym *s) {
+static void add_body(lode_buf *o, const char *t, size_t len, const lode_sym *s) {
     size_t a = s->start, e = s->end > len ? len : s->end;
     if (a >= e) return;
     add_indent(o, t, a);
-    sb_add(o, t + a, e - a);
-    sb_str(o, "\n");
+    lode_buf_add(o, t + a, e - a);
+    lode_buf_str(o, "\n");
 }
 
 /* The header line of a class whose member is shown without it
  * ("class Foo(Base):", "impl Foo {"), or nothing. */
-static void add_parent_header(sbuf *o, const char *t, size_t len, const lode_sym *par) {
+static void add_parent_header(lode_buf *o, const char *t, size_t len, const lode_sym *par) {
     size_t a = par->start, e = par->sig_end < par->end ? par->sig_end : par->end;
     if (a >= len) return;
     if (e > len) e = len;
@@ -562,8 +532,8 @@ static void add_parent_header(sbuf *o, const char *t, size_t len, const lode_sym
     while (le < e && t[le] != '\n') le++;
     while (le > a && isspace((unsigned char)t[le - 1])) le--;
     add_indent(o, t, a);
-    sb_add(o, t + a, le - a);
-    sb_str(o, "\n");
+    lode_buf_add(o, t + a, le - a);
+    lode_buf_str(o, "\n");
 }
 
 /* ---- sections ------------------------------------------------------------------------ */
@@ -596,7 +566,7 @@ static size_t emit_items(build *b, lode_ctx_prompt *p, lode_ctx_kind k, item *it
     size_t used = 0;
     for (size_t i = 0; i < n;) {
         size_t j = i;
-        sbuf o = {0};
+        lode_buf o = {0};
         add_header(&o, b->c, it[i].path, it[i].lang);
         size_t cnt = 0;
         for (; j < n && !strcmp(it[j].path, it[i].path); j++) {
@@ -607,9 +577,9 @@ static size_t emit_items(build *b, lode_ctx_prompt *p, lode_ctx_kind k, item *it
             else add_signature(&o, it[j].lang, t, len, it[j].sym);
             cnt++;
         }
-        sb_str(&o, "\n");
+        lode_buf_str(&o, "\n");
         size_t tl;
-        char *txt = sb_take(&o, &tl);
+        char *txt = lode_buf_take(&o, &tl);
         size_t tk = lode_ctx_count(b->c, txt, tl);
         used += tk;
         push_section(p, k, rel_path(b->c, it[i].path), txt, tl, tk, cnt);
@@ -622,7 +592,7 @@ static size_t sig_tokens(build *b, const char *path, const lode_lang *lang, cons
     size_t len;
     const char *t = file_text(b, path, &len);
     if (!t || s->start >= len) return SIZE_MAX;
-    sbuf o = {0};
+    lode_buf o = {0};
     add_signature(&o, lang, t, len, s);
     size_t n = lode_ctx_count(b->c, o.p ? o.p : "", o.n);
     lode_free(o.p);
@@ -638,7 +608,7 @@ static size_t body_tokens(build *b, const char *path, const lode_sym *s) {
 }
 
 static size_t header_tokens(build *b, const char *path, const lode_lang *lang) {
-    sbuf o = {0};
+    lode_buf o = {0};
     add_header(&o, b->c, path, lang);
     size_t n = lode_ctx_count(b->c, o.p, o.n) + 1; /* + the blank line after the section */
     lode_free(o.p);
@@ -722,12 +692,12 @@ static size_t outline_files(build *b, lode_ctx_prompt *p, size_t first, size_t l
                 bool whole = pr > 0 && s->end - s->start <= SMALL_TYPE;
                 struct ctext *ce = pk[f].ce;
                 if (!ce->item[k]) { /* made once per file version, then cached */
-                    sbuf one = {0};
+                    lode_buf one = {0};
                     if (whole) add_body(&one, pk[f].t, pk[f].len, s);
                     else add_signature(&one, pk[f].lang, pk[f].t, pk[f].len, s);
                     ce->item_tok[k] = (uint32_t)lode_ctx_count(b->c, one.p, one.n);
                     ce->item_len[k] = (uint32_t)one.n;
-                    ce->item[k] = sb_take(&one, NULL);
+                    ce->item[k] = lode_buf_take(&one, NULL);
                 }
                 size_t n1 = ce->item_tok[k];
                 size_t h = pk[f].headed ? 0 : header_tokens(b, ip, pk[f].lang);
@@ -744,7 +714,7 @@ static size_t outline_files(build *b, lode_ctx_prompt *p, size_t first, size_t l
     for (size_t f = 0; f < nfile; f++) {
         if (pk[f].n) {
             const char *ip = b->imported[first + f];
-            sbuf o = {0};
+            lode_buf o = {0};
             add_header(&o, b->c, ip, pk[f].lang);
             int32_t last_par = -1;
             for (size_t k = 0; k < pk[f].fs->n_syms; k++) {
@@ -753,12 +723,12 @@ static size_t outline_files(build *b, lode_ctx_prompt *p, size_t first, size_t l
                 if (par >= 0 && par != last_par && !pk[f].mark[par])
                     add_parent_header(&o, pk[f].t, pk[f].len, &pk[f].fs->syms[par]);
                 last_par = par >= 0 ? par : last_par;
-                sb_add(&o, pk[f].txt[k], pk[f].tl[k]);
+                lode_buf_add(&o, pk[f].txt[k], pk[f].tl[k]);
                 seen_add(b, ip, pk[f].fs->syms[k].start, pk[f].mark[k] == 2, pk[f].fs->syms[k].name);
             }
-            sb_str(&o, "\n");
+            lode_buf_str(&o, "\n");
             size_t tl;
-            char *txt = sb_take(&o, &tl);
+            char *txt = lode_buf_take(&o, &tl);
             size_t tk = lode_ctx_count(b->c, txt, tl);
             real += tk;
             push_section(p, LODE_CTX_IMPORT, rel_path(b->c, ip), txt, tl, tk, pk[f].n);
@@ -863,13 +833,13 @@ static size_t do_recent(build *b, lode_ctx_prompt *p, size_t cap) {
             e = k;
         }
         if (e <= a) continue;
-        sbuf o = {0};
+        lode_buf o = {0};
         add_header(&o, b->c, pick[i].path, fl);
-        sb_add(&o, t + a, e - a);
-        if (t[e - 1] != '\n') sb_str(&o, "\n");
-        sb_str(&o, "\n");
+        lode_buf_add(&o, t + a, e - a);
+        if (t[e - 1] != '\n') lode_buf_str(&o, "\n");
+        lode_buf_str(&o, "\n");
         size_t tl;
-        char *txt = sb_take(&o, &tl);
+        char *txt = lode_buf_take(&o, &tl);
         size_t tk = lode_ctx_count(b->c, txt, tl);
         used += tk;
         push_section(p, LODE_CTX_RECENT, rel_path(b->c, pick[i].path), txt, tl, tk, 0);
@@ -1195,7 +1165,7 @@ lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prom
     size_t cur = in.cursor, len = in.len;
     /* windows */
     size_t Pmax = B * 3 / 8, Smax = B / 8, q = B / 16 ? B / 16 : 1;
-    sbuf hdr = {0};
+    lode_buf hdr = {0};
     add_header(&hdr, c, in.path, lang);
     size_t htok = lode_ctx_count(c, hdr.p, hdr.n);
     size_t pbud = Pmax > htok ? Pmax - htok : 0;
@@ -1236,27 +1206,27 @@ lode_status lode_ctx_build(lode_ctx *c, const lode_ctx_input *in0, lode_ctx_prom
         do_recent(&b, out, ctx_budget * 15 / 100);
     }
     /* the current file */
-    sbuf f = {0};
-    sb_add(&f, hdr.p, hdr.n);
+    lode_buf f = {0};
+    lode_buf_add(&f, hdr.p, hdr.n);
     lode_free(hdr.p);
-    sb_add(&f, t + a, cur - a);
+    lode_buf_add(&f, t + a, cur - a);
     size_t fl;
-    char *ftxt = sb_take(&f, &fl);
+    char *ftxt = lode_buf_take(&f, &fl);
     push_section(out, LODE_CTX_FILE, rel_path(c, in.path), ftxt, fl, htok + ptok, 0);
-    push_section(out, LODE_CTX_SUFFIX, rel_path(c, in.path), xstrndup(t + cur, e - cur), e - cur, stok, 0);
+    push_section(out, LODE_CTX_SUFFIX, rel_path(c, in.path), lode_xstrndup(t + cur, e - cur), e - cur, stok, 0);
     /* assemble (valid UTF-8, no NUL: it goes into JSON) */
     for (size_t i = 0; i < out->n_sections; i++) {
         utf8_fix(out->sections[i].text, out->sections[i].len);
         utf8_fix(out->sections[i].path, strlen(out->sections[i].path));
     }
-    sbuf pre = {0};
+    lode_buf pre = {0};
     size_t total = 4;
     for (size_t i = 0; i < out->n_sections; i++) {
         total += out->sections[i].tokens;
-        if (out->sections[i].kind != LODE_CTX_SUFFIX) sb_add(&pre, out->sections[i].text, out->sections[i].len);
+        if (out->sections[i].kind != LODE_CTX_SUFFIX) lode_buf_add(&pre, out->sections[i].text, out->sections[i].len);
     }
-    out->prefix = sb_take(&pre, &out->prefix_len);
-    out->suffix = xstrndup(t + cur, e - cur);
+    out->prefix = lode_buf_take(&pre, &out->prefix_len);
+    out->suffix = lode_xstrndup(t + cur, e - cur);
     out->suffix_len = e - cur;
     utf8_fix(out->suffix, out->suffix_len);
     out->tokens = total;

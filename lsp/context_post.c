@@ -16,20 +16,6 @@
 
 #include "lode_context.h"
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
-static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2 + 64;
-        b->p = lode_xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
 static bool blank_ch(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 static size_t line_start(const char *t, size_t off) {
     while (off > 0 && t[off - 1] != '\n') off--;
@@ -244,41 +230,41 @@ static char *normalise_indent(const char *text, size_t len, size_t cursor, const
     indent_style fs = style_of(text, len, false), gs = style_of(gen, n, true);
     size_t ls = line_start(text, cursor);
     bool typed_indent = cursor > ls && all_blank(text + ls, cursor - ls);
-    sbuf o = {0};
+    lode_buf o = {0};
     size_t i = 0, line = 0;
     while (i <= n) {
         size_t e = line_end0(gen, n, i);
         size_t w = lead_ws(gen + i, e - i);
         if (line == 0) {
             if (typed_indent) i += w; /* the cursor stands after the indentation already */
-            sb_add(&o, gen + i, e - i);
+            lode_buf_add(&o, gen + i, e - i);
         } else if (w && w < e - i) {
             size_t width = indent_width(gen + i, w, gs.unit ? gs.unit : 4);
             bool gen_tabs = gen[i] == '\t';
             if (fs.tabs && !gen_tabs && gs.unit) {
-                for (size_t k = 0; k < width / gs.unit; k++) sb_add(&o, "\t", 1);
-                for (size_t k = 0; k < width % gs.unit; k++) sb_add(&o, " ", 1);
+                for (size_t k = 0; k < width / gs.unit; k++) lode_buf_add(&o, "\t", 1);
+                for (size_t k = 0; k < width % gs.unit; k++) lode_buf_add(&o, " ", 1);
             } else if (!fs.tabs && fs.unit && gen_tabs) {
                 size_t tabs = 0;
                 while (tabs < w && gen[i + tabs] == '\t') tabs++;
-                for (size_t k = 0; k < tabs * fs.unit; k++) sb_add(&o, " ", 1);
-                sb_add(&o, gen + i + tabs, w - tabs);
+                for (size_t k = 0; k < tabs * fs.unit; k++) lode_buf_add(&o, " ", 1);
+                lode_buf_add(&o, gen + i + tabs, w - tabs);
             } else if (!fs.tabs && fs.unit && !gen_tabs && gs.unit && gs.unit != fs.unit && w % gs.unit == 0 &&
                        fs.unit % 2 == 0 && gs.unit % 2 == 0) {
-                for (size_t k = 0; k < w / gs.unit * fs.unit; k++) sb_add(&o, " ", 1);
+                for (size_t k = 0; k < w / gs.unit * fs.unit; k++) lode_buf_add(&o, " ", 1);
             } else {
-                sb_add(&o, gen + i, w);
+                lode_buf_add(&o, gen + i, w);
             }
-            sb_add(&o, gen + i + w, e - i - w);
+            lode_buf_add(&o, gen + i + w, e - i - w);
         } else {
-            sb_add(&o, gen + i, e - i);
+            lode_buf_add(&o, gen + i, e - i);
         }
         if (e >= n) break;
-        sb_add(&o, "\n", 1);
+        lode_buf_add(&o, "\n", 1);
         i = e + 1;
         line++;
     }
-    if (!o.p) sb_add(&o, "", 0);
+    if (!o.p) lode_buf_add(&o, "", 0);
     *out_n = o.n;
     return o.p;
 }

@@ -724,14 +724,7 @@ void lode_index_free(lode_index *ix) {
         lode_free(nl);
     }
     lode__smap_free(&ix->names);
-    for (size_t i = 0; i < ix->basenames.cap; i++) {
-        lode__ixlist *l = lode__smap_at(&ix->basenames, i);
-        if (!l) continue;
-        lode_free(l->f);
-        lode_free(l->key);
-        lode_free(l);
-    }
-    lode__smap_free(&ix->basenames);
+    lode__basenames_clear(ix);
     ignores_clear(ix);
     for (size_t i = 0; i < ix->n_roots; i++) lode_free(ix->roots[i]), lode_free(ix->cache_paths[i]);
     lode_free(ix->roots);

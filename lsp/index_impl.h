@@ -124,6 +124,8 @@ lode__ixfile *lode__ix_file(const lode_index *ix, const char *canon);
  * set, seen false); false when missing or invalid (nothing added). */
 bool lode__cache_load(lode_index *ix, size_t r);
 lode_status lode__cache_save(lode_index *ix, size_t r);
+/* Resolver (index_resolve.c): free the basename map. */
+void lode__basenames_clear(lode_index *ix);
 
 /* Lexically normalise an absolute path in place ("//", ".", ".."). */
 void lode__path_normalize(char *p);

@@ -39,8 +39,7 @@ static int cmp_path(const void *a, const void *b) {
     return strcmp((*(lode__ixfile *const *)a)->path, (*(lode__ixfile *const *)b)->path);
 }
 
-static void basenames_build(lode_index *ix) {
-    if (!ix->basenames_dirty && ix->basenames.cap) return;
+void lode__basenames_clear(lode_index *ix) {
     for (size_t i = 0; i < ix->basenames.cap; i++) {
         lode__ixlist *l = lode__smap_at(&ix->basenames, i);
         if (!l) continue;
@@ -49,6 +48,11 @@ static void basenames_build(lode_index *ix) {
         lode_free(l);
     }
     lode__smap_free(&ix->basenames);
+}
+
+static void basenames_build(lode_index *ix) {
+    if (!ix->basenames_dirty && ix->basenames.cap) return;
+    lode__basenames_clear(ix);
     for (size_t i = 0; i < ix->files.cap; i++) {
         lode__ixfile *f = lode__smap_at(&ix->files, i);
         if (!f) continue;

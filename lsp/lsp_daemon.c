@@ -88,32 +88,13 @@ static void report(lode_lsp_daemon *dm, lode_lsp_be_state st, const char *fmt, .
 }
 
 /* ---- writing ----------------------------------------------------------------- */
-typedef struct {
-    uv_write_t req;
-    char *buf;
-} wreq;
-
-static void on_written(uv_write_t *r, int status) {
-    (void)status; /* a failed write shows up as a read error / EOF */
-    wreq *w = (wreq *)r;
-    lode_free(w->buf);
-    lode_free(w);
-}
 
 static void send_msg(lode_lsp_daemon *dm, json_t *v) {
     if (dm->pstate != P_CONNECTED) {
         json_decref(v);
         return;
     }
-    wreq *w = lode_xmalloc(sizeof *w);
-    size_t n;
-    w->buf = lode_rpc_frame(v, &n);
-    json_decref(v);
-    uv_buf_t b = uv_buf_init(w->buf, (unsigned)n);
-    if (uv_write(&w->req, (uv_stream_t *)&dm->pipe, &b, 1, on_written) != 0) {
-        lode_free(w->buf);
-        lode_free(w);
-    }
+    lode_rpc_write((uv_stream_t *)&dm->pipe, v); /* a failed write shows up as a read error / EOF */
 }
 
 static void send_req(lode_lsp_daemon *dm, dreq *r) {
