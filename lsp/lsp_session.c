@@ -111,6 +111,10 @@ static void respond_error(lode_lsp *l, json_t *id, int code, const char *msg) {
 
 static void notify(lode_lsp *l, const char *method, json_t *params) { send(l, lode_rpc_notification(method, params)); }
 
+static void log_text(lode_lsp *l, int type, const char *text) {
+    notify(l, "window/logMessage", json_pack("{s:i, s:s}", "type", type, "message", text));
+}
+
 static void log_msg(lode_lsp *l, int type, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void log_msg(lode_lsp *l, int type, const char *fmt, ...) {
     char buf[2048];
@@ -118,7 +122,7 @@ static void log_msg(lode_lsp *l, int type, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    notify(l, "window/logMessage", json_pack("{s:i, s:s}", "type", type, "message", buf));
+    log_text(l, type, buf);
 }
 
 /* showMessage once per distinct text (and always logMessage). */
@@ -129,7 +133,7 @@ static void show_msg(lode_lsp *l, int type, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    notify(l, "window/logMessage", json_pack("{s:i, s:s}", "type", type, "message", buf));
+    log_text(l, type, buf);
     for (size_t i = 0; i < l->n_shown; i++)
         if (!strcmp(l->shown[i], buf)) return;
     l->shown = lode_xrealloc(l->shown, (l->n_shown + 1) * sizeof *l->shown);

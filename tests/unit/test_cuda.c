@@ -19,6 +19,7 @@
 #include "lode_cuda.h"
 #include "lode_engine.h"
 #include "lode_gen.h"
+#include "unit_models.h"
 #include "lode_quant.h"
 #include "model_impl.h"
 
@@ -256,21 +257,7 @@ Test(cuda, rope_yarn_positions_match_cpu) {
 static void gen(const char *preset, lode_type type) { gen_ex(preset, type, false); }
 
 static void gen_ex(const char *preset, lode_type type, bool legacy) {
-    snprintf(g_path, sizeof g_path, "/tmp/lode-test-cuda-%d-%s-%s.gguf", (int)getpid(), preset, lode_type_name(type));
-    lode_config cfg;
-    const char *vocab;
-    lode_error err = {0};
-    cr_assert_eq(lode_gen_preset(preset, &cfg, &vocab, &err), LODE_OK, "%s", err.text);
-    lode_gen_params p = {0};
-    p.out = g_path;
-    p.format = LODE_GEN_GGUF;
-    p.type = type;
-    p.kb_type = -1;
-    p.quiet = true;
-    p.n_threads = 2;
-    p.vocab_pre = "deepseek-llm";
-    p.legacy_kvb = legacy;
-    cr_assert_eq(lode_gen_write(&cfg, &p, &err), LODE_OK, "%s", err.text);
+    lode_test_gen(g_path, sizeof g_path, "cuda", preset, type, legacy, "deepseek-llm");
 }
 
 static lode_model *load(lode_device dev, bool f32) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "lode_gen.h"
+#include "unit_models.h"
 #include "lode_sched.h"
 
 #define MAXH 64
@@ -58,14 +59,8 @@ static void on_event(lode_sched_event *ev, void *ud) {
 }
 
 static void setup(void) {
-    snprintf(g_path, sizeof g_path, "/tmp/lode-test-sched-%d.gguf", (int)getpid());
-    lode_config cfg;
-    const char *v;
+    lode_test_gen(g_path, sizeof g_path, "sched", "tiny-v2lite", LODE_TYPE_F32, false, "deepseek-llm");
     lode_error err = {0};
-    cr_assert_eq(lode_gen_preset("tiny-v2lite", &cfg, &v, &err), LODE_OK, "%s", err.text);
-    lode_gen_params p = {.out = g_path, .format = LODE_GEN_GGUF, .type = LODE_TYPE_F32, .kb_type = -1, .quiet = true,
-                         .n_threads = 1, .vocab_pre = "deepseek-llm"};
-    cr_assert_eq(lode_gen_write(&cfg, &p, &err), LODE_OK, "%s", err.text);
     lode_model_params mp = lode_model_default_params();
     mp.n_threads = 2;
     cr_assert_eq(lode_model_load(g_path, &mp, &g_m, &err), LODE_OK, "%s", err.text);

@@ -12,26 +12,15 @@
 
 #include "lode_engine.h"
 #include "lode_gen.h"
+#include "unit_models.h"
 #include "lode_quant.h"
 #include "lode_sampler.h"
 
 static char g_path[256];
 
 static lode_model *tiny(const char *preset) {
-    snprintf(g_path, sizeof g_path, "/tmp/lode-test-engine-%d-%s.gguf", (int)getpid(), preset);
-    lode_config cfg;
-    const char *vocab;
+    lode_test_gen(g_path, sizeof g_path, "engine", preset, LODE_TYPE_F32, false, "deepseek-llm");
     lode_error err = {0};
-    cr_assert_eq(lode_gen_preset(preset, &cfg, &vocab, &err), LODE_OK, "%s", err.text);
-    lode_gen_params p = {0};
-    p.out = g_path;
-    p.format = LODE_GEN_GGUF;
-    p.type = LODE_TYPE_F32;
-    p.kb_type = -1;
-    p.quiet = true;
-    p.n_threads = 1;
-    p.vocab_pre = "deepseek-llm";
-    cr_assert_eq(lode_gen_write(&cfg, &p, &err), LODE_OK, "%s", err.text);
     lode_model_params mp = lode_model_default_params();
     mp.n_threads = 2;
     lode_model *m;

@@ -9,19 +9,14 @@
 
 #include "lode_engine.h"
 #include "lode_gen.h"
+#include "unit_models.h"
 #include "prefix_cache.h"
 
 static lode_model *g_m;
 static char g_path[128];
 
 static void setup(void) {
-    snprintf(g_path, sizeof g_path, "/tmp/lode-test-pc-%d.gguf", (int)getpid());
-    lode_config cfg;
-    const char *v;
-    lode_gen_preset("tiny-llama", &cfg, &v, NULL);
-    lode_gen_params p = {.out = g_path, .format = LODE_GEN_GGUF, .type = LODE_TYPE_F32, .kb_type = -1, .quiet = true,
-                         .n_threads = 1, .vocab_pre = "deepseek-coder"};
-    cr_assert_eq(lode_gen_write(&cfg, &p, NULL), LODE_OK);
+    lode_test_gen(g_path, sizeof g_path, "pc", "tiny-llama", LODE_TYPE_F32, false, "deepseek-coder");
     lode_model_params mp = lode_model_default_params();
     mp.n_threads = 1;
     cr_assert_eq(lode_model_load(g_path, &mp, &g_m, NULL), LODE_OK);
