@@ -21,7 +21,7 @@
 #define MAX_REFS 96        /* identifiers looked up per build */
 #define MAX_CANDS 16       /* definitions considered per identifier */
 #define MAX_RECENT 8       /* files remembered as recently edited */
-#define RECENT_FILES 3     /* of which at most this many get a chunk */
+#define RECENT_FILES LODE_CTX_RECENT_FILES /* of which at most this many get a chunk */
 #define SIG_CAP 600        /* bytes of a signature shown */
 #define SMALL_TYPE 480     /* a class/type body this small is shown whole in an import outline */
 /* The estimate without a tokenizer: ceil(bytes / 2.5). DeepSeek-Coder's

@@ -106,7 +106,10 @@ void lode_ctx_free(lode_ctx *c);
 /* Tokens of s (exact with the tokenizer, else ceil(n / 2.5)); cached by content. */
 size_t lode_ctx_count(lode_ctx *c, const char *s, size_t n);
 /* An edit happened in path at byte `at` (for RECENT chunks). The most
- * recent 8 files are remembered. */
+ * recent 8 files are remembered; the LODE_CTX_RECENT_FILES most recent
+ * ones (other than the current file, inside the index) get a chunk each,
+ * centred on `at`. Paths: canonical, as the index gives them. */
+#define LODE_CTX_RECENT_FILES 3
 void lode_ctx_note_edit(lode_ctx *c, const char *path, size_t at);
 
 typedef struct lode_ctx_input {

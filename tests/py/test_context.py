@@ -163,6 +163,106 @@ def test_complete_runs_the_model(proj):
     assert p.returncode == 2 and "usage" in p.stderr
 
 
+
+def recent_sections(j):
+    return [s for s in j["sections"] if s["kind"] == "recent"]
+
+
+def test_context_recent_files_by_mtime(proj):
+    """By default the RECENT sections come from the indexed files modified
+    within the last 24 h (newest first, not the current file), as the LSP
+    path makes them from edits."""
+    import time
+    d, env = proj
+    main = os.path.join(d, "src", "main.c")
+    now = time.time()
+    os.utime(os.path.join(d, "src", "util.c"), (now - 60, now - 60))
+    os.utime(os.path.join(d, "src", "util.h"), (now - 3 * 86400, now - 3 * 86400))  # too old
+    ln, col = line_col(MAIN_C, "return 0;")
+    j = json.loads(lode("context", f"{main}:{ln}:{col}", "--json", env=env).stdout)
+    assert j["recent_from"] == "mtime"
+    assert j["recent"] == [{"path": "src/util.c", "line": None, "from": "mtime"}]
+    rec = recent_sections(j)
+    assert [s["path"] for s in rec] == ["src/util.c"]
+    # the chunk is the top of the file under its path header, before the definitions and the file
+    assert rec[0]["text"].startswith("// src/util.c\n#include \"util.h\"")
+    kinds = [s["kind"] for s in j["sections"]]
+    assert kinds.index("recent") < kinds.index("file")
+    # a file touched now is the newest; the table on stderr lists it too
+    time.sleep(0.01)
+    with open(os.path.join(d, "src", "util.h"), "a") as f:
+        f.write("int touched(void);\n")
+    j = json.loads(lode("context", f"{main}:{ln}:{col}", "--json", env=env).stdout)
+    assert [r["path"] for r in j["recent"]] == ["src/util.h", "src/util.c"]
+    assert sorted(s["path"] for s in recent_sections(j)) == ["src/util.c", "src/util.h"]
+    assert "touched" in "".join(s["text"] for s in recent_sections(j))
+    p = lode("context", f"{main}:{ln}:{col}", env=env)
+    assert "recent files (modified within the last 24 h, newest first): src/util.h src/util.c" in p.stderr
+    assert "\n  recent " in p.stderr
+    # nothing recent: no section
+    for name in ("util.c", "util.h"):
+        os.utime(os.path.join(d, "src", name), (now - 2 * 86400, now - 2 * 86400))
+    j = json.loads(lode("context", f"{main}:{ln}:{col}", "--json", env=env).stdout)
+    assert j["recent"] == [] and not recent_sections(j)
+
+
+def test_context_recent_flag(proj):
+    d, env = proj
+    main = os.path.join(d, "src", "main.c")
+    util = os.path.join(d, "src", "util.c")
+    ln, col = line_col(MAIN_C, "return 0;")
+    cl, _ = line_col(UTIL_C, "int clamp_int")
+    j = json.loads(lode("context", f"{main}:{ln}:{col}", "--recent", f"{util}:{cl}", "--json", env=env).stdout)
+    assert j["recent_from"] == "--recent"
+    assert j["recent"] == [{"path": "src/util.c", "line": cl, "from": "--recent"}]
+    rec = recent_sections(j)
+    assert [s["path"] for s in rec] == ["src/util.c"] and "int clamp_int(int v, int lo, int hi)" in rec[0]["text"]
+    # the flags replace the mtime default (util.h is fresh too, but not named)
+    assert "src/util.h" not in [s["path"] for s in rec]
+    # the same section as the text prompt; the table names the flag
+    p = lode("context", f"{main}:{ln}:{col}", "--recent", f"{util}:{cl}", env=env)
+    assert rec[0]["text"] in p.stdout and "recent files (--recent): src/util.c:%d" % cl in p.stderr
+    # repeatable, a path without LINE, the current file is not used
+    j = json.loads(lode("context", f"{main}:{ln}:{col}", "--recent", util, "--recent", os.path.join(d, "src", "util.h"),
+                        "--recent", main, "--json", env=env).stdout)
+    assert [r["path"] for r in j["recent"]] == ["src/util.c", "src/util.h", "src/main.c"]
+    assert sorted(s["path"] for s in recent_sections(j)) == ["src/util.c", "src/util.h"]
+    # --no-recent: none
+    j = json.loads(lode("context", f"{main}:{ln}:{col}", "--no-recent", "--json", env=env).stdout)
+    assert j["recent_from"] == "none" and not recent_sections(j)
+    # bad flags
+    for args, needle in ((["--recent", f"{d}/missing.c"], "missing.c"), (["--recent", f"{util}:0"], "FILE[:LINE]"),
+                         (["--recent", f"{util}:999"], "no line 999"), (["--recent"], "bad argument")):
+        p = lode("context", f"{main}:{ln}:{col}", *args, check=False, env=env)
+        assert p.returncode in (1, 2) and needle in p.stderr, (args, p.stderr)
+
+
+def test_budget_capped_at_the_models_context(proj):
+    """-m: the budget is at most the model's context less the tokens kept
+    for generation (64 for context, -n for complete), and the output says so."""
+    d, env = proj
+    m = model("tiny-llama")  # n_ctx_train 256
+    main = os.path.join(d, "src", "main.c")
+    ln, col = line_col(MAIN_C, "return 0;")
+    j = json.loads(lode("context", f"{main}:{ln}:{col}", "-m", m, "--json", env=env).stdout)
+    assert j["budget"] == 256 - 64 and j["budget_capped"] and j["budget_asked"] == 4096
+    assert j["n_ctx"] == 256 and j["generation_reserve"] == 64 and j["tokens"] <= 192
+    p = lode("context", f"{main}:{ln}:{col}", "-m", m, env=env)
+    assert "budget capped at 192 tokens: the model's context is 256, less 64 kept for generation (asked: 4096)" in p.stderr
+    assert "tokens of 192" in p.stderr
+    # a budget that fits is kept
+    j = json.loads(lode("context", f"{main}:{ln}:{col}", "-m", m, "--budget", 100, "--json", env=env).stdout)
+    assert j["budget"] == 100 and not j["budget_capped"]
+    p = lode("context", f"{main}:{ln}:{col}", "-m", m, "--budget", 100, env=env)
+    assert "capped" not in p.stderr
+    # complete keeps -n for generation
+    p = lode("complete", f"{main}:{ln}:{col}", "-m", m, "-n", 16, env=env)
+    assert "budget capped at 240 tokens: the model's context is 256, less 16 kept for generation" in p.stderr
+    # a context too small for the prompt and the generation
+    p = lode("complete", f"{main}:{ln}:{col}", "-m", model("tiny-v2lite"), "-n", 100, check=False, env=env)
+    assert p.returncode == 1 and "the model's context (128 tokens) less 100 kept for generation" in p.stderr
+
+
 class FakeDaemon:
     """A scripted `lode serve`: answers lode/status, records lode/infill
     params and answers each with the next scripted text."""
