@@ -108,7 +108,10 @@ const char *lode_cpu_level_name(lode_cpu_level level);
  * within 1e-5 of sum|w_i x^_i| (integer sums are exact; only the order of the
  * f32 block-scale accumulation differs). Enabled by default for those types
  * (lode_quant_int8_enabled); LODE_INT8=0 in the environment, or
- * lode_quant_set_int8(0), keeps the exact-f32 kernels everywhere. */
+ * lode_quant_set_int8(0), keeps the exact-f32 kernels everywhere (the
+ * exactness suites run that way: they compare with the dequantized weights).
+ * Levels: scalar reference; AVX2 (vpmaddubsw); at the AVX-512 level with
+ * avx512vnni, vpdpbusd tile kernels for two or more tokens. */
 
 /* Bytes of one quantized activation row of n elements for weights of type
  * t, or 0 when t has no int8 path (float types) or n does not tile. */
@@ -124,7 +127,8 @@ float lode_vec_dot_q8_ref(lode_type t, const void *row, const void *xq, int64_t 
 void lode_matmul_q8_rows(lode_type t, const void *W, int64_t ncols, const void *Xq, int64_t ntok, float *Y,
                          int64_t ldy, int64_t r0, int64_t r1);
 /* Whether the engine uses the int8 path for types that have one: on unless
- * LODE_INT8=0; lode_quant_set_int8(0/1) overrides (-1: re-read the env). */
+ * LODE_INT8=0 (or off/no); lode_quant_set_int8(0/1) overrides (-1: re-read
+ * the env). */
 bool lode_quant_int8_enabled(void);
 void lode_quant_set_int8(int on);
 

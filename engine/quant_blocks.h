@@ -104,14 +104,18 @@ static inline LODE_HOST_DEVICE void lode_q4k_scale_min(int j, const uint8_t *q, 
 /* ---- activation blocks of the int8 path (lode-internal, never in files) --
  * Activations are quantized once per row (engine/quant_int8.c): symmetric,
  * d = max|x| / 127, q = round-to-nearest-even(x / d) in [-127, 127].
- *   lode_block_q8a  32 values, for Q8_0 and Q4_0 weights.
+ *   lode_block_q8a  32 values and their sum (the AVX-512 VNNI kernels take
+ *                   unsigned weights and subtract offset * sum), for Q8_0
+ *                   and Q4_0 weights.
  *   lode_block_q8k  256 values plus the sums of each 16 (bsums), for the
  *                   K-quants (their mins / offsets need the sums). */
 typedef struct lode_block_q8a {
     float d;
+    int16_t s;   /* sum of qs */
+    int16_t pad; /* 0 */
     int8_t qs[32];
 } lode_block_q8a;
-LODE_STATIC_ASSERT(sizeof(lode_block_q8a) == 36, "q8a block size");
+LODE_STATIC_ASSERT(sizeof(lode_block_q8a) == 40, "q8a block size");
 
 typedef struct lode_block_q8k {
     float d;

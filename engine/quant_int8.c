@@ -12,9 +12,10 @@
  *     all levels see the same int8 activations;
  *   - lode_vec_dot_q8_ref: the scalar reference, straight from the GGML
  *     block layouts (integer sums per (sub-)block, f32 scales);
- *   - AVX2 (+FMA+F16C) kernels, also used at the AVX-512 level (no
- *     AVX-512/VNNI int8 code exists yet: this machine has neither, so none
- *     could be tested): a tile of weight rows is first decoded once into a
+ *   - AVX-512 VNNI kernels for several tokens (below, "AVX-512 VNNI"),
+ *     chosen at the AVX-512 level when the CPU has avx512vnni;
+ *   - AVX2 (+FMA+F16C) kernels, used for one token at every SIMD level and
+ *     for several tokens without VNNI: a tile of weight rows is first decoded once into a
  *     per-thread scratch in a kernel-friendly form, then a register-blocked
  *     microkernel (2 rows x 4 tokens) runs over every token of the call:
  *       32-blocks (Q8_0, Q4_0): signed int8 weights + f32 scale per block;
@@ -123,11 +124,17 @@ void lode_act_quantize(lode_type t, const float *x, void *dst, int64_t n) {
         lode_block_q8a *b = dst;
         for (int64_t i = 0; i < n / 32; i++, x += 32) {
 #if LODE_X86
-            if (simd && quant_block_avx2(x, 1, &b[i].d, b[i].qs)) continue;
+            if (!simd || !quant_block_avx2(x, 1, &b[i].d, b[i].qs))
 #endif
-            float id;
-            b[i].d = block_scale(x, 32, &id);
-            for (int j = 0; j < 32; j++) b[i].qs[j] = q8_round(x[j] * id);
+            {
+                float id;
+                b[i].d = block_scale(x, 32, &id);
+                for (int j = 0; j < 32; j++) b[i].qs[j] = q8_round(x[j] * id);
+            }
+            int s = 0;
+            for (int j = 0; j < 32; j++) s += b[i].qs[j];
+            b[i].s = (int16_t)s;
+            b[i].pad = 0;
         }
         return;
     }
@@ -223,7 +230,7 @@ bool lode_quant_int8_enabled(void) {
     int v = atomic_load_explicit(&g_int8, memory_order_relaxed);
     if (v < 0) {
         const char *e = getenv("LODE_INT8");
-        v = e && (strcmp(e, "1") == 0 || strcmp(e, "on") == 0 || strcmp(e, "yes") == 0);
+        v = !(e && (strcmp(e, "0") == 0 || strcmp(e, "off") == 0 || strcmp(e, "no") == 0));
         atomic_store(&g_int8, v);
     }
     return v != 0;
@@ -629,6 +636,338 @@ static TGT256 void matmul_q8_avx2(lode_type t, const void *W, int64_t ncols, con
         }
     }
 }
+
+/* ---- AVX-512 VNNI: several tokens (prefill) ------------------------------
+ * vpdpbusd multiplies unsigned bytes by signed bytes, 4 per int32 lane. The
+ * weights are the unsigned side: Q8_0 as w + 128 and Q4_0 as its raw nibble
+ * (w + 8), with offset * (sum of the activation block) subtracted; the
+ * K-quants are unsigned already (their mins / the Q6_K offset of 32 are the
+ * kdec corrections, applied with vpdpwssd on the activation sums). One zmm
+ * lane is one weight row: a tile of rows is packed in groups of 16 rows as
+ * [4-element step][row][4 bytes], so a 64-byte load feeds 16 rows and a
+ * broadcast of 4 activation bytes feeds them all; results for 16 rows land in
+ * one register (no horizontal sums) and are stored with a row mask.
+ * Integer sums are exact, so the results are the scalar reference's up to
+ * the order of the f32 scale accumulation (the same contract as AVX2). */
+#define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+#define AI512 static inline __attribute__((always_inline)) TGT512
+
+static bool vnni_supported(void) {
+    static atomic_int ok = -1;
+    int v = atomic_load_explicit(&ok, memory_order_relaxed);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+            __builtin_cpu_supports("avx512vnni");
+        atomic_store(&ok, v);
+    }
+    return v != 0;
+}
+
+/* A group of 16 rows, one 32-block (Q8_0/Q4_0). */
+typedef struct pb32 {
+    _Alignas(64) uint8_t q[8][64];
+    float d[16];
+} pb32;
+LODE_STATIC_ASSERT(sizeof(pb32) == 576, "pb32 size");
+
+/* A group of 16 rows, one K-quant super-block. sc: the integer scale of each
+ * sub-block (8 of 32 elements for Q4_K/Q5_K, 16 of 16 for Q6_K) per row;
+ * corr: the 16 kdec corrections as 8 int16 pairs per row. */
+typedef struct pkq {
+    _Alignas(64) uint8_t q[64][64];
+    int32_t sc[16][16];
+    int32_t corr[8][16];
+    float d[16], dc[16];
+} pkq;
+LODE_STATIC_ASSERT(sizeof(pkq) == 5760, "pkq size");
+
+/* r[i] = 16 int32 of row i -> r[j] = element j of the 16 rows. */
+AI512 void tr16x16(__m512i r[16]) {
+    __m512i a[16], b[16];
+    for (int k = 0; k < 8; k++) {
+        a[2 * k] = _mm512_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm512_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; k++) {
+        b[4 * k] = _mm512_unpacklo_epi64(a[4 * k], a[4 * k + 2]);
+        b[4 * k + 1] = _mm512_unpackhi_epi64(a[4 * k], a[4 * k + 2]);
+        b[4 * k + 2] = _mm512_unpacklo_epi64(a[4 * k + 1], a[4 * k + 3]);
+        b[4 * k + 3] = _mm512_unpackhi_epi64(a[4 * k + 1], a[4 * k + 3]);
+    }
+    /* b[4k + m], 128-bit chunk c = element 4c + m of rows 4k..4k+3 */
+    for (int m = 0; m < 4; m++) {
+        const __m512i p0 = _mm512_shuffle_i32x4(b[m], b[4 + m], 0x44), p1 = _mm512_shuffle_i32x4(b[m], b[4 + m], 0xEE);
+        const __m512i p2 = _mm512_shuffle_i32x4(b[8 + m], b[12 + m], 0x44),
+                      p3 = _mm512_shuffle_i32x4(b[8 + m], b[12 + m], 0xEE);
+        r[m] = _mm512_shuffle_i32x4(p0, p2, 0x88);
+        r[4 + m] = _mm512_shuffle_i32x4(p0, p2, 0xDD);
+        r[8 + m] = _mm512_shuffle_i32x4(p1, p3, 0x88);
+        r[12 + m] = _mm512_shuffle_i32x4(p1, p3, 0xDD);
+    }
+}
+
+/* 64 unsigned weight bytes of a row: blocks b and b + 1 (zero past nb). */
+AI512 __m512i b32_pair_u8(lode_type t, const void *row, int64_t b, int64_t nb) {
+    __m256i h[2];
+    for (int k = 0; k < 2; k++) {
+        if (b + k >= nb) {
+            h[k] = t == LODE_TYPE_Q8_0 ? _mm256_set1_epi8((char)0x80) : _mm256_set1_epi8(8);
+            continue;
+        }
+        if (t == LODE_TYPE_Q8_0) {
+            const lode_block_q8_0 *w = (const lode_block_q8_0 *)row + b + k;
+            h[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w->qs), _mm256_set1_epi8((char)0x80));
+        } else {
+            const lode_block_q4_0 *w = (const lode_block_q4_0 *)row + b + k;
+            const __m128i v = _mm_loadu_si128((const __m128i *)w->qs), m4 = _mm_set1_epi8(0x0F);
+            h[k] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+        }
+    }
+    return _mm512_inserti64x4(_mm512_castsi256_si512(h[0]), h[1], 1);
+}
+
+/* Pack rows [0, nr) (nr <= 16; the rest zero weights) of a 32-block type. */
+static TGT512 void pack_b32(lode_type t, const char *W, size_t rs, int nr, int64_t nb, pb32 *out) {
+    const uint8_t zero_u8 = t == LODE_TYPE_Q8_0 ? 0x80 : 8;
+    for (int64_t b = 0; b < nb; b += 2) {
+        __m512i r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < nr ? b32_pair_u8(t, W + (size_t)i * rs, b, nb) : _mm512_set1_epi8((char)zero_u8);
+        tr16x16(r);
+        for (int s = 0; s < 8; s++) _mm512_store_si512(out[b].q[s], r[s]);
+        if (b + 1 < nb)
+            for (int s = 0; s < 8; s++) _mm512_store_si512(out[b + 1].q[s], r[8 + s]);
+        for (int k = 0; k < 2 && b + k < nb; k++)
+            for (int i = 0; i < 16; i++) {
+                const lode_block_q8_0 *w8 = (const lode_block_q8_0 *)(W + (size_t)i * rs) + b + k;
+                const lode_block_q4_0 *w4 = (const lode_block_q4_0 *)(W + (size_t)i * rs) + b + k;
+                out[b + k].d[i] = i < nr ? _cvtsh_ss(t == LODE_TYPE_Q8_0 ? w8->d : w4->d) : 0.0f;
+            }
+    }
+}
+
+static TGT512 void pack_kq(lode_type t, const char *W, size_t rs, int nr, int64_t nsb, pkq *out) {
+    const bool six = t == LODE_TYPE_Q6_K;
+    kdec kd[16];
+    for (int64_t s = 0; s < nsb; s++) {
+        for (int i = 0; i < 16; i++) {
+            if (i < nr) dec_kq(t, W + (size_t)i * rs + (size_t)s * lode_type_get(t)->type_size, 1, &kd[i]);
+            else memset(&kd[i], 0, sizeof kd[i]);
+        }
+        pkq *o = &out[s];
+        for (int c = 0; c < 4; c++) {
+            __m512i r[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_load_si512(kd[i].q + 64 * c);
+            tr16x16(r);
+            for (int k = 0; k < 16; k++) _mm512_store_si512(o->q[16 * c + k], r[k]);
+        }
+        for (int i = 0; i < 16; i++) {
+            for (int j = 0; j < (six ? 16 : 8); j++) o->sc[j][i] = six ? kd[i].sc[j / 2][(j & 1) * 8] : kd[i].sc[j][0];
+            for (int j = 0; j < 8; j++)
+                o->corr[j][i] = (int32_t)((uint32_t)(uint16_t)kd[i].corr[2 * j] | ((uint32_t)(uint16_t)kd[i].corr[2 * j + 1] << 16));
+            o->d[i] = kd[i].d;
+            o->dc[i] = kd[i].dc;
+        }
+    }
+}
+
+AI512 int32_t ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* RB (1-2) groups of 16 rows x TB (1-4) tokens, 32-blocks. */
+AI512 void mk512_b32(const pb32 *g0, const pb32 *g1, const lode_block_q8a *x, int64_t nb, int off, __m512 *res,
+                     const int RB, const int TB) {
+    __m512 acc[2][4];
+#pragma GCC unroll 2
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) acc[r][t] = _mm512_setzero_ps();
+    const pb32 *g[2] = {g0, g1};
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i is[2][4];
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) {
+            const __m512i init = _mm512_set1_epi32(-off * x[t * nb + b].s);
+#pragma GCC unroll 2
+            for (int r = 0; r < RB; r++) is[r][t] = init;
+        }
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            __m512i w[2];
+#pragma GCC unroll 2
+            for (int r = 0; r < RB; r++) w[r] = _mm512_load_si512(g[r][b].q[s]);
+#pragma GCC unroll 4
+            for (int t = 0; t < TB; t++) {
+                const __m512i xb = _mm512_set1_epi32(ld32(x[t * nb + b].qs + 4 * s));
+#pragma GCC unroll 2
+                for (int r = 0; r < RB; r++) is[r][t] = _mm512_dpbusd_epi32(is[r][t], w[r], xb);
+            }
+        }
+#pragma GCC unroll 2
+        for (int r = 0; r < RB; r++) {
+            const __m512 dw = _mm512_load_ps(g[r][b].d);
+#pragma GCC unroll 4
+            for (int t = 0; t < TB; t++)
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[r][t]), _mm512_mul_ps(dw, _mm512_set1_ps(x[t * nb + b].d)),
+                                            acc[r][t]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) res[4 * r + t] = acc[r][t];
+}
+
+/* RB (1-2) groups x TB (1-4) tokens, K-quant super-blocks; NSUB sub-blocks
+ * of 256 / NSUB elements. The f32 sums live in res across super-blocks. */
+AI512 void mk512_kq(const pkq *g0, const pkq *g1, const lode_block_q8k *x, int64_t nsb, __m512 *res, const int RB,
+                    const int TB, const int NSUB) {
+    const int SPS = 64 / NSUB; /* 4-element steps per sub-block */
+    const pkq *g[2] = {g0, g1};
+#pragma GCC unroll 2
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < TB; t++) res[4 * r + t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        __m512i a32[2][4];
+#pragma GCC unroll 2
+        for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+            for (int t = 0; t < TB; t++) a32[r][t] = _mm512_setzero_si512();
+        for (int j = 0; j < NSUB; j++) {
+            __m512i is[2][4];
+#pragma GCC unroll 2
+            for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+                for (int t = 0; t < TB; t++) is[r][t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int k = 0; k < SPS; k++) {
+                const int st = j * SPS + k;
+                __m512i w[2];
+#pragma GCC unroll 2
+                for (int r = 0; r < RB; r++) w[r] = _mm512_load_si512(g[r][s].q[st]);
+#pragma GCC unroll 4
+                for (int t = 0; t < TB; t++) {
+                    const __m512i xb = _mm512_set1_epi32(ld32(x[t * nsb + s].qs + 4 * st));
+#pragma GCC unroll 2
+                    for (int r = 0; r < RB; r++) is[r][t] = _mm512_dpbusd_epi32(is[r][t], w[r], xb);
+                }
+            }
+#pragma GCC unroll 2
+            for (int r = 0; r < RB; r++) {
+                const __m512i sc = _mm512_load_si512(g[r][s].sc[j]);
+#pragma GCC unroll 4
+                for (int t = 0; t < TB; t++) a32[r][t] = _mm512_add_epi32(a32[r][t], _mm512_mullo_epi32(is[r][t], sc));
+            }
+        }
+        /* corrections: sum_k corr[k] * bsums[k], 8 int16 pairs */
+        __m512i cc[2][4];
+#pragma GCC unroll 2
+        for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+            for (int t = 0; t < TB; t++) cc[r][t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            __m512i cw[2];
+#pragma GCC unroll 2
+            for (int r = 0; r < RB; r++) cw[r] = _mm512_load_si512(g[r][s].corr[k]);
+#pragma GCC unroll 4
+            for (int t = 0; t < TB; t++) {
+                const __m512i bs = _mm512_set1_epi32(ld32(x[t * nsb + s].bsums + 2 * k));
+#pragma GCC unroll 2
+                for (int r = 0; r < RB; r++) cc[r][t] = _mm512_dpwssd_epi32(cc[r][t], cw[r], bs);
+            }
+        }
+#pragma GCC unroll 2
+        for (int r = 0; r < RB; r++) {
+            const __m512 d = _mm512_load_ps(g[r][s].d), dc = _mm512_load_ps(g[r][s].dc);
+#pragma GCC unroll 4
+            for (int t = 0; t < TB; t++) {
+                const __m512 dx = _mm512_set1_ps(x[t * nsb + s].d);
+                __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a32[r][t]), _mm512_mul_ps(d, dx), res[4 * r + t]);
+                res[4 * r + t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(cc[r][t]), _mm512_mul_ps(dc, dx), v);
+            }
+        }
+    }
+}
+
+#define MK512_CASES(CALL)                                                                            \
+    do {                                                                                             \
+        if (rb == 2) {                                                                               \
+            switch (tb) {                                                                            \
+            case 4: CALL(2, 4); break;                                                               \
+            case 3: CALL(2, 3); break;                                                               \
+            case 2: CALL(2, 2); break;                                                               \
+            default: CALL(2, 1); break;                                                              \
+            }                                                                                        \
+        } else {                                                                                     \
+            switch (tb) {                                                                            \
+            case 4: CALL(1, 4); break;                                                               \
+            case 3: CALL(1, 3); break;                                                               \
+            case 2: CALL(1, 2); break;                                                               \
+            default: CALL(1, 1); break;                                                              \
+            }                                                                                        \
+        }                                                                                            \
+    } while (0)
+
+static TGT512 void matmul_q8_vnni(lode_type t, const void *W, int64_t ncols, const void *Xq, int64_t ntok, float *Y,
+                                  int64_t ldy, int64_t r0, int64_t r1) {
+    const size_t rs = lode_row_size(t, ncols);
+    const bool kq = is_kq(t);
+    const int64_t nb = kq ? ncols / LODE_QK_K : ncols / 32;
+    const size_t gbytes = (size_t)nb * (kq ? sizeof(pkq) : sizeof(pb32)); /* one group of 16 rows */
+    int64_t tg = (int64_t)(SCRATCH_BYTES / gbytes);
+    if (tg < 2) tg = 2;
+    if (tg > 16) tg = 16;
+    char *buf = scratch((size_t)tg * gbytes + 64);
+    buf = (char *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
+    const int off = t == LODE_TYPE_Q8_0 ? 128 : 8;
+    for (int64_t rt = r0; rt < r1; rt += 16 * tg) {
+        const int64_t nr = r1 - rt < 16 * tg ? r1 - rt : 16 * tg, ng = (nr + 15) / 16;
+        for (int64_t gi = 0; gi < ng; gi++) {
+            const int rows = nr - 16 * gi < 16 ? (int)(nr - 16 * gi) : 16;
+            const char *wr = (const char *)W + (size_t)(rt + 16 * gi) * rs;
+            if (kq) pack_kq(t, wr, rs, rows, nb, (pkq *)(buf + (size_t)gi * gbytes));
+            else pack_b32(t, wr, rs, rows, nb, (pb32 *)(buf + (size_t)gi * gbytes));
+        }
+        for (int64_t t0 = 0; t0 < ntok; t0 += 4) {
+            const int tb = ntok - t0 < 4 ? (int)(ntok - t0) : 4;
+            for (int64_t gi = 0; gi < ng; gi += 2) {
+                const int rb = ng - gi >= 2 ? 2 : 1;
+                const char *p0 = buf + (size_t)gi * gbytes, *p1 = rb > 1 ? p0 + gbytes : p0;
+                __m512 res[8];
+                if (kq) {
+                    const lode_block_q8k *x = (const lode_block_q8k *)Xq + t0 * nb;
+                    if (t == LODE_TYPE_Q6_K) {
+#define CALL6(RB_, TB_) mk512_kq((const pkq *)p0, (const pkq *)p1, x, nb, res, RB_, TB_, 16)
+                        MK512_CASES(CALL6);
+#undef CALL6
+                    } else {
+#define CALL4(RB_, TB_) mk512_kq((const pkq *)p0, (const pkq *)p1, x, nb, res, RB_, TB_, 8)
+                        MK512_CASES(CALL4);
+#undef CALL4
+                    }
+                } else {
+                    const lode_block_q8a *x = (const lode_block_q8a *)Xq + t0 * nb;
+#define CALLB(RB_, TB_) mk512_b32((const pb32 *)p0, (const pb32 *)p1, x, nb, off, res, RB_, TB_)
+                    MK512_CASES(CALLB);
+#undef CALLB
+                }
+                for (int r = 0; r < rb; r++) {
+                    const int64_t row = rt + 16 * (gi + r);
+                    const int left = (int)(r1 - row);
+                    const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                    for (int k = 0; k < tb; k++) _mm512_mask_storeu_ps(Y + (t0 + k) * ldy + row, m, res[4 * r + k]);
+                }
+            }
+        }
+    }
+}
 #endif
 
 void lode_matmul_q8_rows(lode_type t, const void *W, int64_t ncols, const void *Xq, int64_t ntok, float *Y,
@@ -637,6 +976,10 @@ void lode_matmul_q8_rows(lode_type t, const void *W, int64_t ncols, const void *
     const size_t ars = lode_act_row_size(t, ncols), rs = lode_row_size(t, ncols);
     LODE_ASSERT(ars > 0 && rs > 0);
 #if LODE_X86
+    if (ntok >= 2 && lode_quant_cpu_level() >= LODE_CPU_AVX512 && vnni_supported()) {
+        matmul_q8_vnni(t, W, ncols, Xq, ntok, Y, ldy, r0, r1);
+        return;
+    }
     if (lode_quant_cpu_level() >= LODE_CPU_AVX2) {
         matmul_q8_avx2(t, W, ncols, Xq, ntok, Y, ldy, r0, r1);
         return;
