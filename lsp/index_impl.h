@@ -72,16 +72,26 @@ typedef struct lode__ixjob {
 
 #define LODE_INDEX_MAX_THREADS 16
 
+/* Per-thread scan state (index.c): extraction scratch and read buffer. */
+typedef struct lode__ixworker {
+    lode_syntax_scratch *ss;
+    char *buf;
+    size_t cap;
+} lode__ixworker;
+
 typedef struct lode__nent {
     lode__ixfile *f;
     uint32_t sym;
 } lode__nent;
 
+/* The definitions of one name: one allocation holding the key, with the
+ * first entry inline (most names have one definition). */
 typedef struct lode__namelist {
-    char *name;
-    lode__nent *e;
+    lode__nent *e; /* &one while cap == 1 */
     size_t n, cap;
     bool sorted;
+    lode__nent one;
+    char name[];
 } lode__namelist;
 
 struct lode_index {
@@ -108,6 +118,7 @@ struct lode_index {
     lode__ixjob *jobs;    /* files queued by the walk of a scan */
     size_t n_jobs, cap_jobs;
     bool collect;         /* queue instead of parsing now (during a scan's walk) */
+    lode__ixworker worker; /* the calling thread's: scans, documents, watch updates */
 };
 
 typedef struct lode__ixlist {

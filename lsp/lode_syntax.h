@@ -135,6 +135,17 @@ lode_status lode_syntax_symbols(const lode_lang *l, const char *src, size_t len,
                                 lode_file_syms *out, lode_error *err);
 void lode_file_syms_clear(lode_file_syms *fs);
 
+/* Reusable state for extracting many files on one thread (an index scan
+ * worker): a parser per language, a query cursor and a regex match buffer,
+ * instead of new ones per file. Results are the same as without it. One
+ * thread at a time; free with lode_syntax_scratch_free (NULL ok). */
+typedef struct lode_syntax_scratch lode_syntax_scratch;
+lode_syntax_scratch *lode_syntax_scratch_new(void);
+void lode_syntax_scratch_free(lode_syntax_scratch *s);
+/* lode_syntax_symbols using s (NULL: the same as lode_syntax_symbols). */
+lode_status lode_syntax_symbols_with(lode_syntax_scratch *s, const lode_lang *l, const char *src, size_t len,
+                                     const TSTree *tree, lode_file_syms *out, lode_error *err);
+
 /* Identifiers (unique, in order of first use) referenced in [start, end):
  * names of identifier-like leaves, excluding keywords, comments and strings.
  * *names_out is a lode_xmalloc'd array of lode_xmalloc'd strings (free each,

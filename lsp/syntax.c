@@ -168,12 +168,20 @@ typedef struct pattern_preds {
     uint32_t n;
 } pattern_preds;
 
+/* What a capture means to symbol extraction, decided once per query from
+ * its name (so matches are read without string compares). */
+enum cap_role { CR_NONE = 0, CR_NAME, CR_IMPORT, CR_MODULE, CR_FN, CR_DEF /* + lode_sym_kind */ };
+
 struct lode_query {
     TSQuery *q;
     const lode_lang *lang;
     pattern_preds *pp;
     uint32_t n_patterns;
+    uint8_t *role;   /* per capture id: enum cap_role, CR_DEF + kind for @definition.* */
+    uint32_t n_caps;
 };
+
+static int kind_of(const char *cap, uint32_t len, lode_sym_kind *k);
 
 static void pred_free(pred *p) {
     lode_free(p->str);
@@ -190,6 +198,7 @@ void lode_query_free(lode_query *q) {
         lode_free(q->pp[i].p);
     }
     lode_free(q->pp);
+    lode_free(q->role);
     if (q->q) ts_query_delete(q->q);
     lode_free(q);
 }
@@ -309,6 +318,18 @@ lode_query *lode_query_new(const lode_lang *l, const char *src, size_t len, lode
             return NULL;
         }
     }
+    q->n_caps = ts_query_capture_count(tq);
+    q->role = lode_xcalloc(q->n_caps ? q->n_caps : 1, 1);
+    for (uint32_t i = 0; i < q->n_caps; i++) {
+        uint32_t cl;
+        const char *cn = ts_query_capture_name_for_id(tq, i, &cl);
+        lode_sym_kind k;
+        if (kind_of(cn, cl, &k)) q->role[i] = (uint8_t)(CR_DEF + k);
+        else if (cl == 4 && memcmp(cn, "name", 4) == 0) q->role[i] = CR_NAME;
+        else if (cl == 6 && memcmp(cn, "import", 6) == 0) q->role[i] = CR_IMPORT;
+        else if (cl == 6 && memcmp(cn, "module", 6) == 0) q->role[i] = CR_MODULE;
+        else if (cl == 3 && memcmp(cn, "_fn", 3) == 0) q->role[i] = CR_FN;
+    }
     return q;
 }
 
@@ -373,20 +394,75 @@ static bool preds_pass(const lode_query *q, const TSQueryMatch *m, const char *s
     return true;
 }
 
-void lode_query_run(const lode_query *q, TSNode node, const char *src, size_t len, uint32_t start, uint32_t end,
-                    lode_match_fn fn, void *ud) {
-    if (!q || !fn || ts_node_is_null(node)) return;
-    TSQueryCursor *c = ts_query_cursor_new();
-    if (start != 0 || end != UINT32_MAX) ts_query_cursor_set_byte_range(c, start, end);
+/* The loop of lode_query_run on a given cursor and match buffer (reused
+ * across runs: exec resets the cursor, the range is set every time). */
+static void query_run(TSQueryCursor *c, pcre2_match_data *md, const lode_query *q, TSNode node, const char *src,
+                      size_t len, uint32_t start, uint32_t end, lode_match_fn fn, void *ud) {
+    ts_query_cursor_set_byte_range(c, start, end);
     ts_query_cursor_exec(c, q->q, node);
-    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
     TSQueryMatch m;
     while (ts_query_cursor_next_match(c, &m)) {
         if (!preds_pass(q, &m, src, len, md)) continue;
         if (!fn(ud, q, &m)) break;
     }
+}
+
+void lode_query_run(const lode_query *q, TSNode node, const char *src, size_t len, uint32_t start, uint32_t end,
+                    lode_match_fn fn, void *ud) {
+    if (!q || !fn || ts_node_is_null(node)) return;
+    TSQueryCursor *c = ts_query_cursor_new();
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    query_run(c, md, q, node, src, len, start, end, fn, ud);
     pcre2_match_data_free(md);
     ts_query_cursor_delete(c);
+}
+
+/* ---- scratch state for repeated extraction ------------------------------------ */
+struct lode_syntax_scratch {
+    TSParser *parser[N_LANGS]; /* one per language: no scanner re-creation between files */
+    TSQueryCursor *qc;
+    pcre2_match_data *md;
+    /* growth buffers for one file's definitions and imports (sym_ctx); the
+     * results are copied out at their exact size */
+    lode_sym *syms;
+    size_t cap;
+    lode_import *imps;
+    size_t icap;
+};
+
+lode_syntax_scratch *lode_syntax_scratch_new(void) {
+    lode_syntax_scratch *s = lode_xcalloc(1, sizeof *s);
+    s->qc = ts_query_cursor_new();
+    s->md = pcre2_match_data_create(1, NULL); /* NULL (OOM): #match? fails, as in lode_query_run */
+    return s;
+}
+
+void lode_syntax_scratch_free(lode_syntax_scratch *s) {
+    if (!s) return;
+    for (size_t i = 0; i < N_LANGS; i++)
+        if (s->parser[i]) ts_parser_delete(s->parser[i]);
+    ts_query_cursor_delete(s->qc);
+    pcre2_match_data_free(s->md);
+    lode_free(s->syms);
+    lode_free(s->imps);
+    lode_free(s);
+}
+
+/* Parse with the scratch's parser for l (made on first use). A parser
+ * resets itself (and its external scanner) after each parse, so reusing it
+ * gives the same tree as a fresh one. */
+static TSTree *scratch_parse(lode_syntax_scratch *s, const lode_lang *l, const char *src, size_t len) {
+    size_t li = (size_t)(l - g_langs);
+    if (li >= N_LANGS || len > UINT32_MAX) return NULL;
+    if (!s->parser[li]) {
+        TSParser *p = ts_parser_new();
+        if (!ts_parser_set_language(p, l->ts())) {
+            ts_parser_delete(p);
+            return lode_syntax_parse(l, src, len); /* logs the ABI mismatch, returns NULL */
+        }
+        s->parser[li] = p;
+    }
+    return ts_parser_parse_string(s->parser[li], NULL, src ? src : "", (uint32_t)len);
 }
 
 /* ---- built-in queries ---------------------------------------------------------- */
@@ -395,7 +471,7 @@ void lode_query_run(const lode_query *q, TSNode node, const char *src, size_t le
 #define N_QNAMES 4
 static const char *const g_qnames[N_QNAMES] = {"tags", "imports", "locals", "symbols"};
 static lode_query *g_builtin[N_LANGS][N_QNAMES];
-static bool g_builtin_done[N_LANGS];
+static bool g_builtin_done[N_LANGS][N_QNAMES]; /* compiled on first use, each on its own */
 static pthread_mutex_t g_builtin_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void free_builtins(void) {
@@ -411,7 +487,7 @@ const lode_query *lode_syntax_query(const lode_lang *l, const char *name) {
     while (qi < N_QNAMES && strcmp(g_qnames[qi], name) != 0) qi++;
     if (qi == N_QNAMES) return NULL;
     pthread_mutex_lock(&g_builtin_mu);
-    if (!g_builtin_done[li]) {
+    if (!g_builtin_done[li][qi]) {
         static bool registered;
         if (!registered) atexit(free_builtins), registered = true;
         const lode__embedded_query *parts[2] = {NULL, NULL};
@@ -420,15 +496,13 @@ const lode_query *lode_syntax_query(const lode_lang *l, const char *name) {
             if (strcmp(eq->lang, l->name) != 0) continue;
             if (strcmp(eq->name, "tags") == 0) parts[0] = eq;
             if (strcmp(eq->name, "imports") == 0) parts[1] = eq;
-            for (size_t k = 0; k < N_QNAMES; k++) {
-                if (strcmp(eq->name, g_qnames[k]) != 0) continue;
-                lode_error err = {0};
-                g_builtin[li][k] = lode_query_new(l, eq->text, eq->len, &err);
-                if (!g_builtin[li][k]) lode_log(LODE_LOG_ERROR, "built-in %s/%s query: %s", l->name, eq->name, err.text);
-            }
+            if (qi == 3 || strcmp(eq->name, g_qnames[qi]) != 0) continue;
+            lode_error err = {0};
+            g_builtin[li][qi] = lode_query_new(l, eq->text, eq->len, &err);
+            if (!g_builtin[li][qi]) lode_log(LODE_LOG_ERROR, "built-in %s/%s query: %s", l->name, eq->name, err.text);
         }
         size_t tl = parts[0] ? parts[0]->len : 0, il = parts[1] ? parts[1]->len : 0;
-        if (tl + il) {
+        if (qi == 3 && tl + il) {
             char *both = lode_xmalloc(tl + il + 2);
             if (tl) memcpy(both, parts[0]->text, tl);
             both[tl] = '\n';
@@ -439,7 +513,7 @@ const lode_query *lode_syntax_query(const lode_lang *l, const char *name) {
             if (!g_builtin[li][3]) lode_log(LODE_LOG_ERROR, "built-in %s/symbols query: %s", l->name, err.text);
             lode_free(both);
         }
-        g_builtin_done[li] = true;
+        g_builtin_done[li][qi] = true;
     }
     const lode_query *q = g_builtin[li][qi];
     pthread_mutex_unlock(&g_builtin_mu);
@@ -454,6 +528,7 @@ typedef struct sym_ctx {
     const lode_lang *l;
     const char *src;
     size_t len;
+    TSFieldId body; /* the language's "body" field (0: none) */
     lode_sym *syms;
     size_t n, cap;
     lode_import *imps;
@@ -510,8 +585,8 @@ static TSNode outer_of(const lode_lang *l, TSNode n) {
     return n;
 }
 
-static bool find_body(TSNode n, int depth, uint32_t after, uint32_t *out) {
-    TSNode b = ts_node_child_by_field_name(n, "body", 4);
+static bool find_body(TSFieldId body, TSNode n, int depth, uint32_t after, uint32_t *out) {
+    TSNode b = ts_node_child_by_field_id(n, body);
     if (!ts_node_is_null(b) && ts_node_start_byte(b) >= after) {
         *out = ts_node_start_byte(b);
         return true;
@@ -521,7 +596,7 @@ static bool find_body(TSNode n, int depth, uint32_t after, uint32_t *out) {
     for (uint32_t i = 0; i < nc; i++) {
         TSNode c = ts_node_named_child(n, i);
         if (ts_node_end_byte(c) <= after) continue;
-        if (find_body(c, depth - 1, after, out)) return true;
+        if (find_body(body, c, depth - 1, after, out)) return true;
     }
     return false;
 }
@@ -534,10 +609,9 @@ static bool on_tag(void *ud, const lode_query *q, const TSQueryMatch *m) {
     bool have_def = false, have_name = false;
     lode_sym_kind kind = LODE_SYM_FUNCTION;
     for (uint16_t i = 0; i < m->capture_count; i++) {
-        uint32_t cl;
-        const char *cn = lode_query_capture_name(q, m->captures[i].index, &cl);
-        if (!have_def && kind_of(cn, cl, &kind)) def = m->captures[i].node, have_def = true;
-        else if (!have_name && cl == 4 && memcmp(cn, "name", 4) == 0) name = m->captures[i].node, have_name = true;
+        uint8_t r = q->role[m->captures[i].index];
+        if (!have_def && r >= CR_DEF) def = m->captures[i].node, kind = (lode_sym_kind)(r - CR_DEF), have_def = true;
+        else if (!have_name && r == CR_NAME) name = m->captures[i].node, have_name = true;
     }
     if (!have_def || !have_name) return true;
     uint32_t ns = ts_node_start_byte(name), ne = ts_node_end_byte(name);
@@ -557,7 +631,8 @@ static bool on_tag(void *ud, const lode_query *q, const TSQueryMatch *m) {
     s->parent = -1;
     while (s->end > s->start && is_space(sc->src[s->end - 1])) s->end--;
     uint32_t body;
-    if (find_body(outer, 0, ne, &body) || find_body(def, 3, ne, &body) || find_body(outer, 2, ne, &body))
+    if (find_body(sc->body, outer, 0, ne, &body) || find_body(sc->body, def, 3, ne, &body) ||
+        find_body(sc->body, outer, 2, ne, &body))
         s->sig_end = body;
     else s->sig_end = s->end;
     if (s->sig_end < s->start || s->sig_end > s->end) s->sig_end = s->end;
@@ -593,12 +668,11 @@ static bool on_import(void *ud, const lode_query *q, const TSQueryMatch *m) {
     const char *fn = "";
     size_t fnl = 0;
     for (uint16_t i = 0; i < m->capture_count; i++) {
-        uint32_t cl;
-        const char *cn = lode_query_capture_name(q, m->captures[i].index, &cl);
+        uint8_t r = q->role[m->captures[i].index];
         TSNode nd = m->captures[i].node;
-        if (cl == 6 && memcmp(cn, "import", 6) == 0) imp = nd, hi = true;
-        else if (cl == 6 && memcmp(cn, "module", 6) == 0) mod = nd, hm = true;
-        else if (cl == 3 && memcmp(cn, "_fn", 3) == 0 && ts_node_end_byte(nd) <= sc->len) {
+        if (r == CR_IMPORT) imp = nd, hi = true;
+        else if (r == CR_MODULE) mod = nd, hm = true;
+        else if (r == CR_FN && ts_node_end_byte(nd) <= sc->len) {
             fn = sc->src + ts_node_start_byte(nd);
             fnl = ts_node_end_byte(nd) - ts_node_start_byte(nd);
         }
@@ -620,11 +694,8 @@ static bool on_import(void *ud, const lode_query *q, const TSQueryMatch *m) {
 
 /* A match of the combined query: an import when it has an @import capture. */
 static bool on_symbol(void *ud, const lode_query *q, const TSQueryMatch *m) {
-    for (uint16_t i = 0; i < m->capture_count; i++) {
-        uint32_t cl;
-        const char *cn = lode_query_capture_name(q, m->captures[i].index, &cl);
-        if (cl == 6 && memcmp(cn, "import", 6) == 0) return on_import(ud, q, m);
-    }
+    for (uint16_t i = 0; i < m->capture_count; i++)
+        if (q->role[m->captures[i].index] == CR_IMPORT) return on_import(ud, q, m);
     return on_tag(ud, q, m);
 }
 
@@ -670,6 +741,11 @@ void lode_file_syms_clear(lode_file_syms *fs) {
 
 lode_status lode_syntax_symbols(const lode_lang *l, const char *src, size_t len, const TSTree *tree,
                                 lode_file_syms *out, lode_error *err) {
+    return lode_syntax_symbols_with(NULL, l, src, len, tree, out, err);
+}
+
+lode_status lode_syntax_symbols_with(lode_syntax_scratch *ss, const lode_lang *l, const char *src, size_t len,
+                                     const TSTree *tree, lode_file_syms *out, lode_error *err) {
     if (!out) return lode_error_set(err, LODE_ERR_INVALID_ARG, "lode_syntax_symbols: out is NULL");
     memset(out, 0, sizeof *out);
     if (!l || (!src && len)) return lode_error_set(err, LODE_ERR_INVALID_ARG, "lode_syntax_symbols: bad arguments");
@@ -677,13 +753,15 @@ lode_status lode_syntax_symbols(const lode_lang *l, const char *src, size_t len,
     if (!src) src = "";
     TSTree *own = NULL;
     if (!tree) {
-        tree = own = lode_syntax_parse(l, src, len);
+        tree = own = ss ? scratch_parse(ss, l, src, len) : lode_syntax_parse(l, src, len);
         if (!own) return lode_error_set(err, LODE_ERR_UNSUPPORTED, "cannot load the %s grammar", l->name);
     }
     TSNode root = ts_tree_root_node(tree);
-    sym_ctx sc = {.l = l, .src = src, .len = len};
+    sym_ctx sc = {.l = l, .src = src, .len = len, .body = ts_language_field_id_for_name(ts_tree_language(tree), "body", 4)};
+    if (ss) sc.syms = ss->syms, sc.cap = ss->cap, sc.imps = ss->imps, sc.icap = ss->icap;
     const lode_query *both = lode_syntax_query(l, "symbols");
-    if (both) lode_query_run(both, root, src, len, 0, UINT32_MAX, on_symbol, &sc);
+    if (both && ss) query_run(ss->qc, ss->md, both, root, src, len, 0, UINT32_MAX, on_symbol, &sc);
+    else if (both) lode_query_run(both, root, src, len, 0, UINT32_MAX, on_symbol, &sc);
     if (own) ts_tree_delete(own);
 
     /* Sort, drop duplicates (same node from two patterns), link parents. */
@@ -718,6 +796,11 @@ lode_status lode_syntax_symbols(const lode_lang *l, const char *src, size_t len,
         sc.imps[w++] = sc.imps[i];
     }
     sc.ni = w;
+    if (ss) { /* keep the buffers, hand out exact copies */
+        ss->syms = sc.syms, ss->cap = sc.cap, ss->imps = sc.imps, ss->icap = sc.icap;
+        sc.syms = sc.n ? memcpy(lode_xmalloc(sc.n * sizeof *sc.syms), ss->syms, sc.n * sizeof *sc.syms) : NULL;
+        sc.imps = sc.ni ? memcpy(lode_xmalloc(sc.ni * sizeof *sc.imps), ss->imps, sc.ni * sizeof *sc.imps) : NULL;
+    }
     out->syms = sc.syms;
     out->n_syms = sc.n;
     out->imports = sc.imps;
