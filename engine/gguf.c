@@ -219,6 +219,11 @@ struct lode_gguf {
     lode_tensor *t;
     size_t n_t, cap_t;
     nmap kv_map, t_map;
+    ino_t ino; /* identity of the opened file (make_resident checks it) */
+    dev_t dev;
+    struct timespec mtime;
+    void *resident;       /* lode_gguf_make_resident: tensor data copy (anonymous) */
+    size_t resident_size; /* its mapping length */
 };
 
 static const char *kv_name(const void *ctx, int64_t i) { return ((const lode_gguf *)ctx)->kv[i].key; }
@@ -573,6 +578,9 @@ lode_status lode_gguf_open(const char *path, lode_gguf **out, lode_error *err) {
     strcpy(pcopy, path);
     g->path = pcopy;
     g->map = map;
+    g->ino = st.st_ino;
+    g->dev = st.st_dev;
+    g->mtime = st.st_mtim;
     g->size = (size_t)st.st_size;
     lode_status s = parse(g, err);
     if (s) {
@@ -595,8 +603,59 @@ void lode_gguf_free(lode_gguf *g) {
     nmap_free(&g->kv_map);
     nmap_free(&g->t_map);
     if (g->map) munmap((void *)g->map, g->size);
+    if (g->resident) munmap(g->resident, g->resident_size);
     lode_free(g->path);
     lode_free(g);
+}
+
+/* The tensor data region [data_start, size) read with pread into anonymous
+ * memory (transparent huge pages where the kernel allows: 2 MiB aligned,
+ * MADV_HUGEPAGE), then read-only; every tensor's data pointer moves there.
+ * The mmap keeps only the metadata (its data pages were never touched, so
+ * they do not count in the resident set). The file is checked to be the
+ * one that was opened (device, inode, size, mtime). */
+lode_status lode_gguf_make_resident(lode_gguf *g, lode_error *err) {
+    if (!g) return lode_error_set(err, LODE_ERR_INVALID_ARG, "lode_gguf_make_resident: g is NULL");
+    if (g->resident || g->data_start >= g->size) return LODE_OK;
+    const size_t n = g->size - g->data_start, huge = (size_t)2 << 20;
+    const size_t len = n + huge;
+    uint8_t *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED)
+        return lode_error_set(err, LODE_ERR_NOMEM, "%s: cannot allocate %.2f GB for the weights: %s", g->path,
+                              (double)n / 1e9, strerror(errno));
+    uint8_t *buf = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(buf, n, MADV_HUGEPAGE);
+#endif
+    lode_status st = LODE_OK;
+    const int fd = open(g->path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        st = lode_error_set(err, LODE_ERR_IO, "%s: cannot reopen to read the weights: %s", g->path, strerror(errno));
+    } else if (sb.st_ino != g->ino || sb.st_dev != g->dev || (uint64_t)sb.st_size != g->size ||
+               sb.st_mtim.tv_sec != g->mtime.tv_sec || sb.st_mtim.tv_nsec != g->mtime.tv_nsec) {
+        st = lode_error_set(err, LODE_ERR_IO, "%s: the file changed while loading; load it again", g->path);
+    } else {
+        for (size_t done = 0; done < n && !st;) {
+            const size_t want = n - done < ((size_t)1 << 30) ? n - done : (size_t)1 << 30;
+            const ssize_t r = pread(fd, buf + done, want, (off_t)(g->data_start + done));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) st = lode_error_set(err, LODE_ERR_IO, "%s: read failed at byte %zu: %s", g->path,
+                                            g->data_start + done, r < 0 ? strerror(errno) : "unexpected end of file");
+            else done += (size_t)r;
+        }
+    }
+    if (fd >= 0) close(fd);
+    if (st) {
+        munmap(raw, len);
+        return st;
+    }
+    (void)mprotect(buf, (n + 4095) & ~(size_t)4095, PROT_READ);
+    for (size_t i = 0; i < g->n_t; i++)
+        if (g->t[i].data) g->t[i].data = buf + ((const uint8_t *)g->t[i].data - (g->map + g->data_start));
+    g->resident = raw;
+    g->resident_size = len;
+    return LODE_OK;
 }
 
 const char *lode_gguf_path(const lode_gguf *g) { return g ? g->path : ""; }

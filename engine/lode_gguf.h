@@ -46,6 +46,11 @@ typedef struct lode_gguf lode_gguf;
 /* Open and mmap `path`. On error *out is NULL and err says why. */
 lode_status lode_gguf_open(const char *path, lode_gguf **out, lode_error *err);
 void lode_gguf_free(lode_gguf *g); /* NULL ok */
+/* Read the tensor data into anonymous memory (huge pages where allowed) and
+ * point every tensor there, instead of the file's page-cache mapping; the
+ * metadata stays mapped. Fails (g unchanged) on I/O error, memory, or when
+ * the file changed since lode_gguf_open. */
+lode_status lode_gguf_make_resident(lode_gguf *g, lode_error *err);
 
 const char *lode_gguf_path(const lode_gguf *g);
 uint32_t lode_gguf_version(const lode_gguf *g);
