@@ -4,6 +4,7 @@
 # the same run. Lite-shape random GGUFs are generated once and cached outside
 # git ($LODE_BENCH_DIR, default ~/.cache/lode/bench).
 #   tools/bench.sh [BUILD]     env: THREADS=2 PP=512 TG=128 REPS=2 TYPES="q8_0 q4_k"
+#                              DEPTHS="4096 32768" DEPTH_TYPES=q4_k (DEPTHS= skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -14,35 +15,55 @@ mkdir -p "$DIR"
 echo "## machine"
 echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores available; flags: $(grep -o -w -E 'avx2|avx512f|avx512_vnni|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | xargs)"
 gcc -O2 -pthread tools/bwprobe.c -o "$BUILD/bwprobe"
+gcc -O2 -pthread tools/peakprobe.c -o "$BUILD/peakprobe"
 BW=$("$BUILD/bwprobe" "$THREADS" | sed -n 's/.*"read_gbps": \([0-9.]*\).*/\1/p')
+PEAK=$("$BUILD/peakprobe" "$THREADS")
 echo "memory read bandwidth ($THREADS threads): $BW GB/s"
+echo "arithmetic peak ($THREADS threads): $PEAK"
 echo
-echo "## model: DeepSeek-Coder-V2-Lite shape (random weights), $THREADS threads, pp$PP / tg$TG, best or mean of $REPS"
-# lode runs twice per file: the exact-f32 kernels (LODE_INT8=0, the default)
-# and the int8-activation kernels (LODE_INT8=1, llama.cpp's algorithm).
-printf "| type | lode kernels | file GB | lode pp | llama.cpp pp | pp ratio | lode tg | llama.cpp tg | tg ratio | tg roofline | lode tg / roofline |\n"
-printf "|---|---|---|---|---|---|---|---|---|---|---|\n"
+echo "## model: DeepSeek-Coder-V2-Lite shape (random weights), $THREADS threads, pp$PP / tg$TG, mean of $REPS (llama.cpp: best of $REPS)"
+# lode runs twice per file: the int8-activation kernels (the default) and the
+# exact-f32 kernels (LODE_INT8=0). Both read the weights into memory at load
+# (models that fit); llama.cpp runs with and without its mmap.
+# Roofline columns: tg = bandwidth / active bytes per token; pp = int8 peak /
+# 2 x active parameters (2.451 B of 15.706 B, spec-model.md §1.3).
+printf "| type | lode kernels | file GB | lode pp | llama.cpp pp (no mmap / mmap) | pp ratio | pp / int8 peak | lode tg | llama.cpp tg (no mmap / mmap) | tg ratio | tg roofline | tg / roofline | peak RSS GB | RSS bar |\n"
+printf "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 for T in $TYPES; do
   F="$DIR/lite-$T.gguf"
   [ -f "$F" ] || "$LODE" gen lite -o "$F" --type "$T" --quiet
-  C=$(node tests/llamacpp/llama_bench.mjs "$F" -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -v 100000 2>/dev/null | tail -1)
-  for MODE in exact int8; do
+  C=$(node tests/llamacpp/llama_bench.mjs "$F" -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -v 100000 --no-mmap 2>/dev/null | tail -1)
+  CM=$(node tests/llamacpp/llama_bench.mjs "$F" -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -v 100000 2>/dev/null | tail -1)
+  for MODE in int8 exact; do
   L=$(LODE_INT8=$([ $MODE = int8 ] && echo 1 || echo 0) "$LODE" bench -m "$F" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" --json)
-  python3 - "$F" "$L" "$C" "$BW" "$T" "$MODE" <<'PY'
+  python3 - "$F" "$L" "$C" "$CM" "$BW" "$T" "$MODE" "$PEAK" <<'PY'
 import json, os, sys
-f, l, c, bw, t, mode = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6]
+f, l, c, cm, bw, t, mode, peak = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), float(sys.argv[5]), sys.argv[6], sys.argv[7], json.loads(sys.argv[8])
 gb = os.path.getsize(f) / 1e9
-# Bytes read per generated token: the active parameters (2.451B of 15.706B,
-# spec-model.md §1.3: attention, dense layer 0, shared + 6 routed experts,
-# lm_head) at the file's average bytes per parameter.
-active = gb * 2.451 / 15.706
+active = gb * 2.451 / 15.706          # bytes read per generated token (GB)
 roof = bw / active
-print(f"| {t} | {mode} | {gb:.2f} | {l['pp_tps']:.2f} | {c['pp_tps']:.2f} | {l['pp_tps']/c['pp_tps']:.2f}x | "
-      f"{l['tg_tps']:.2f} | {c['tg_tps']:.2f} | {l['tg_tps']/c['tg_tps']:.2f}x | {roof:.2f} | {l['tg_tps']/roof:.0%} |")
+pp_peak = peak["int8_gops"] / (2 * 2.451)   # t/s if every op ran at the int8 peak
+rss_ok = l["peak_rss_gb"] <= (gb + l["kv_gb"]) * 1.10
+print(f"| {t} | {mode} | {gb:.2f} | {l['pp_tps']:.2f} | {c['pp_tps']:.2f} / {cm['pp_tps']:.2f} | {l['pp_tps']/c['pp_tps']:.2f}x | "
+      f"{l['pp_tps']/pp_peak:.0%} | {l['tg_tps']:.2f} | {c['tg_tps']:.2f} / {cm['tg_tps']:.2f} | {l['tg_tps']/c['tg_tps']:.2f}x | "
+      f"{roof:.2f} | {l['tg_tps']/roof:.0%} | {l['peak_rss_gb']:.2f} | {'ok' if rss_ok else 'OVER'} (<= {(gb + l['kv_gb']) * 1.1:.2f}) |")
 PY
   done
 done
 echo
+# Generation at depth (lode, int8): DEPTHS tokens in the cache first.
+DEPTHS=${DEPTHS:-"4096 32768"}; DEPTH_TYPES=${DEPTH_TYPES:-q4_k}
+if [ -n "$DEPTHS" ]; then
+  echo "### tg$TG at depth (lode, int8, 1 repetition)"
+  printf "| type | depth | tg t/s | KV cache GB | peak RSS GB |\n|---|---|---|---|---|\n"
+  for T in $DEPTH_TYPES; do
+    for D in $DEPTHS; do
+      L=$("$LODE" bench -m "$DIR/lite-$T.gguf" -p 0 -n "$TG" -d "$D" -r 1 -t "$THREADS" --json)
+      python3 -c "import json,sys; l=json.loads(sys.argv[1]); print(f\"| $T | $D | {l['tg_tps']:.2f} | {l['kv_gb']:.3f} | {l['peak_rss_gb']:.2f} |\")" "$L"
+    done
+  done
+  echo
+fi
 # node-llama-cpp adds a per-call cost to each single-token decode; measure it
 # on a tiny model in the same run so the tg column can be read fairly.
 "$LODE" gen tiny-llama -o "$DIR/tiny-llama.gguf" --quiet
