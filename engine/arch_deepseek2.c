@@ -128,57 +128,54 @@ typedef struct {
     int64_t nq, nk;
 } attn_ctx;
 
-/* Scores of one query (already containing the nope part in s[]) plus the
- * rope part, softmax over keys 0..nk-1. */
-static void add_rope_and_softmax(const attn_ctx *a, const float *qpe, float *s, int64_t nk) {
-    const lode_config *c = &a->m->cfg;
-    const int64_t dc = c->kv_lora_rank, dr = c->qk_rope_dim;
-    for (int64_t j = 0; j < nk; j++) {
-        const float *kpe = lode__kv_row(a->kv, a->layer, a->cells[j]) + dc;
-        float d = 0;
-        for (int64_t r = 0; r < dr; r++) d += qpe[r] * kpe[r];
-        s[j] = (s[j] + d) * a->m->attn_scale;
-    }
-    lode__softmax(s, nk);
-}
-
-/* Absorbed form, one (query, head) per task. */
+/* Absorbed form, one (query, group of ABS_HG heads) per task: the group's
+ * scores are one strided GEMM over the cached latents (each latent row read
+ * once for all the group's heads, not once per head), and the weighted sum
+ * walks the keys once, adding each row to every head's sum while it is in
+ * L1. */
+#define ABS_HG 8
 static void attn_absorbed_task(void *ctx, int64_t task) {
     const attn_ctx *a = ctx;
     const lode_config *c = &a->m->cfg;
     const int64_t nh = c->n_head, dn = c->qk_nope_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
-    const int64_t dqk = dn + c->qk_rope_dim;
-    const int64_t qi = a->toks[task / nh], h = task % nh;
-    const float *q = a->q + qi * nh * dqk + h * dqk;
+    const int64_t dr = c->qk_rope_dim, dqk = dn + dr, ng = (nh + ABS_HG - 1) / ABS_HG;
+    const int64_t qi = a->toks[task / ng], h0 = (task % ng) * ABS_HG;
+    const int64_t hn = nh - h0 < ABS_HG ? nh - h0 : ABS_HG;
+    const float *q = a->q + qi * nh * dqk + h0 * dqk;
     const int64_t nk = a->p->pos[qi] + 1;
-    float *qt = lode__tl_scratch(0, (size_t)dc);
-    float *lat = lode__tl_scratch(1, (size_t)dc);
-    float *s = lode__tl_scratch(2, (size_t)nk);
+    float *qt = lode__tl_scratch(0, (size_t)(hn * dc));
+    float *lat = lode__tl_scratch(1, (size_t)(hn * dc));
+    float *s = lode__tl_scratch(2, (size_t)(hn * nk));
     const lode_layer *L = a->L;
-    /* q̃ = W_UK_hᵀ q_nope */
-    if (L->split_kvb) {
-        lode_mat v = lode_mat_rows(L->wk_b, h * dc, dc);
-        lode_matvec_rows(v.type, v.data, v.cols, q, qt, 0, dc);
-    } else {
-        lode_mat v = lode_mat_rows(L->wkv_b, h * (dn + dv), dn);
-        lode__matmul_t(a->m, &v, q, dn, 1, qt, dc);
+    /* q̃_h = W_UK_hᵀ q_nope,h */
+    for (int64_t g = 0; g < hn; g++) {
+        const int64_t h = h0 + g;
+        if (L->split_kvb) {
+            lode_mat v = lode_mat_rows(L->wk_b, h * dc, dc);
+            lode_matvec_rows(v.type, v.data, v.cols, q + g * dqk, qt + g * dc, 0, dc);
+        } else {
+            lode_mat v = lode_mat_rows(L->wkv_b, h * (dn + dv), dn);
+            lode__matmul_t(a->m, &v, q + g * dqk, dn, 1, qt + g * dc, dc);
+        }
     }
+    /* scores: latent part, then the rope part, scaled; softmax per head */
+    lode__kv_dots(a->kv, a->layer, a->cells, nk, 0, qt, dc, hn, dc, s, nk, false);
+    lode__kv_dots(a->kv, a->layer, a->cells, nk, dc, q + dn, dqk, hn, dr, s, nk, true);
+    for (int64_t g = 0; g < hn; g++) {
+        for (int64_t j = 0; j < nk; j++) s[g * nk + j] *= a->m->attn_scale;
+        lode__softmax(s + g * nk, nk);
+    }
+    memset(lat, 0, (size_t)(hn * dc) * sizeof(float));
     for (int64_t j = 0; j < nk; j++) {
         const float *cj = lode__kv_row(a->kv, a->layer, a->cells[j]);
-        float d = 0;
-        for (int64_t r = 0; r < dc; r++) d += qt[r] * cj[r];
-        s[j] = d;
+        for (int64_t g = 0; g < hn; g++) lode_axpy_f32(dc, s[g * nk + j], cj, lat + g * dc);
     }
-    add_rope_and_softmax(a, q + dn, s, nk);
-    memset(lat, 0, (size_t)dc * sizeof(float));
-    for (int64_t j = 0; j < nk; j++) {
-        const float *cj = lode__kv_row(a->kv, a->layer, a->cells[j]);
-        const float pj = s[j];
-        for (int64_t r = 0; r < dc; r++) lat[r] += pj * cj[r];
+    for (int64_t g = 0; g < hn; g++) {
+        const int64_t h = h0 + g;
+        float *o = a->out + qi * nh * dv + h * dv;
+        lode_mat wuv = L->split_kvb ? lode_mat_rows(L->wv_b, h * dv, dv) : lode_mat_rows(L->wkv_b, h * (dn + dv) + dn, dv);
+        lode_matvec_rows(wuv.type, wuv.data, wuv.cols, lat + g * dc, o, 0, dv);
     }
-    float *o = a->out + qi * nh * dv + h * dv;
-    lode_mat wuv = L->split_kvb ? lode_mat_rows(L->wv_b, h * dv, dv) : lode_mat_rows(L->wkv_b, h * (dn + dv) + dn, dv);
-    lode_matvec_rows(wuv.type, wuv.data, wuv.cols, lat, o, 0, dv);
 }
 
 /* Decompressed form as GEMMs, one (head, block of DQB queries) per task,
@@ -265,7 +262,7 @@ static void attention(lode_model *m, lode_kv *kv, const lode_layer *L, int64_t l
         attn_ctx a = {m, kv, L, p, layer, q, out, toks, cells, NULL, NULL, 0, 0, 0, 0, NULL, NULL, nq, 0};
         bool decompress = m->mla_mode == LODE_MLA_DECOMPRESSED || (m->mla_mode == LODE_MLA_AUTO && nq >= 64);
         if (!decompress) {
-            lode__parallel(m, nq * nh, attn_absorbed_task, &a);
+            lode__parallel(m, nq * ((nh + ABS_HG - 1) / ABS_HG), attn_absorbed_task, &a);
             continue;
         }
         /* Keys: the whole sequence up to its last position in this batch. */

@@ -92,19 +92,12 @@ static void attn_task(void *ctx, int64_t task) {
     const float *q = t->q + (qi * nh + h) * hd;
     const int64_t nk = t->p->pos[qi] + 1;
     float *s = lode__tl_scratch(2, (size_t)nk);
-    for (int64_t j = 0; j < nk; j++) {
-        const float *k = lode__kv_row(t->kv, t->layer, t->cells[j]) + kh * hd;
-        float d = 0;
-        for (int64_t r = 0; r < hd; r++) d += q[r] * k[r];
-        s[j] = d * t->m->attn_scale;
-    }
+    lode__kv_dots(t->kv, t->layer, t->cells, nk, kh * hd, q, hd, 1, hd, s, nk, false);
+    for (int64_t j = 0; j < nk; j++) s[j] *= t->m->attn_scale;
     lode__softmax(s, nk);
     float *o = t->out + (qi * nh + h) * hd;
     memset(o, 0, (size_t)hd * sizeof(float));
-    for (int64_t j = 0; j < nk; j++) {
-        const float *v = lode__kv_row(t->kv, t->layer, t->cells[j]) + nkv * hd + kh * hd;
-        for (int64_t r = 0; r < hd; r++) o[r] += s[j] * v[r];
-    }
+    lode__kv_weighted_sum(t->kv, t->layer, t->cells, nk, nkv * hd + kh * hd, s, hd, o);
 }
 
 lode_status lode__llama_layers(lode_model *m, lode_kv *kv, const lode_eval_plan *p, float *x, lode_error *err) {

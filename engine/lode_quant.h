@@ -78,6 +78,10 @@ void lode_matmul_rows(lode_type t, const void *W, int64_t ncols, const float *X,
 void lode_gemm_f32(const float *W, int64_t ldw, int64_t nr, const float *X, int64_t ldx, int64_t nt, float *Y,
                    int64_t ldy, int64_t k, bool accumulate);
 
+/* y[i] += a * x[i] for i < n at the current level (attention's weighted
+ * values). */
+void lode_axpy_f32(int64_t n, float a, const float *x, float *y);
+
 /* Instruction-set level of the kernels above. Chosen once from the CPU
  * (__builtin_cpu_supports) and the LODE_CPU environment variable
  * (scalar|avx2|avx512), which can only lower it. */

@@ -184,6 +184,12 @@ void lode__rmsnorm(float *out, const float *x, const float *w, int64_t n, float 
 /* Rotate one vector of 2*n_pairs values at position pos. neox: pairs (i, i+n_pairs). */
 void lode__rope(float *x, int64_t n_pairs, const float *theta, double pos, bool neox, float mag);
 void lode__softmax(float *x, int64_t n);
+/* Attention over cached rows (ops.c): dot products with a query and the
+ * probability-weighted sum, both at the SIMD level. */
+void lode__kv_dots(const lode_kv *kv, int64_t layer, const int32_t *cells, int64_t nk, int64_t off, const float *Q,
+                   int64_t ldq, int64_t nq, int64_t k, float *S, int64_t lds, bool accumulate);
+void lode__kv_weighted_sum(const lode_kv *kv, int64_t layer, const int32_t *cells, int64_t nk, int64_t off,
+                           const float *p, int64_t k, float *out);
 static inline float lode__silu(float x) { return x / (1.0f + expf(-x)); }
 /* Parallel-for over the model's pool. */
 void lode__parallel(lode_model *m, int64_t n, lode_pool_fn fn, void *ctx);

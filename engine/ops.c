@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lode_quant.h"
 #include "model_impl.h"
 
 /* ---- workspace ------------------------------------------------------ */
@@ -276,4 +277,25 @@ void lode__swiglu(lode_model *m, const lode_mat *gate, const lode_mat *up, const
     for (int64_t i = 0; i < n * I; i++) g[i] = lode__silu(g[i]) * u[i];
     lode__matmul(m, down, g, I, n, Y, down->rows);
     lode__ws_release(m, mark);
+}
+
+/* S[t*lds + j] (+)= dot(row of cells[j] + off, Q + t*ldq) over k elements,
+ * for j < nk and t < nq: runs of consecutive cells (rows `width` apart) go
+ * to lode_gemm_f32 as one strided product, so the key loop runs at the SIMD
+ * level's speed and reads each row once for all nq queries. */
+void lode__kv_dots(const lode_kv *kv, int64_t layer, const int32_t *cells, int64_t nk, int64_t off, const float *Q,
+                   int64_t ldq, int64_t nq, int64_t k, float *S, int64_t lds, bool accumulate) {
+    for (int64_t j0 = 0; j0 < nk;) {
+        int64_t j1 = j0 + 1;
+        while (j1 < nk && cells[j1] == cells[j1 - 1] + 1) j1++;
+        lode_gemm_f32(lode__kv_row(kv, layer, cells[j0]) + off, kv->width, j1 - j0, Q, ldq, nq, S + j0, lds, k,
+                      accumulate);
+        j0 = j1;
+    }
+}
+
+/* out[0..k) += sum_j p[j] * (row of cells[j] + off)[0..k). */
+void lode__kv_weighted_sum(const lode_kv *kv, int64_t layer, const int32_t *cells, int64_t nk, int64_t off,
+                           const float *p, int64_t k, float *out) {
+    for (int64_t j = 0; j < nk; j++) lode_axpy_f32(k, p[j], lode__kv_row(kv, layer, cells[j]) + off, out);
 }

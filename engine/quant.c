@@ -1416,3 +1416,31 @@ void lode_gemm_f32(const float *W, int64_t ldw, int64_t nr, const float *X, int6
     }
     kernels()->gemm(W, ldw, nr, X, ldx, nt, Y, ldy, k, accumulate);
 }
+
+/* ---- axpy ---------------------------------------------------------------------- */
+#if LODE_X86
+static __attribute__((target("avx512f"))) void axpy_avx512(int64_t n, float a, const float *x, float *y) {
+    const __m512 av = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static __attribute__((target("avx2,fma"))) void axpy_avx2(int64_t n, float a, const float *x, float *y) {
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
+void lode_axpy_f32(int64_t n, float a, const float *x, float *y) {
+#if LODE_X86
+    switch (lode_quant_cpu_level()) {
+    case LODE_CPU_AVX512: axpy_avx512(n, a, x, y); return;
+    case LODE_CPU_AVX2: axpy_avx2(n, a, x, y); return;
+    default: break;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
