@@ -1093,24 +1093,6 @@ AI512 float mv512_kq(lode_type t, const void *row, const lode_block_q8k *x, int6
     return hsum16(acc) - hsum8(accc);
 }
 
-#define MK512_CASES(CALL)                                                                            \
-    do {                                                                                             \
-        if (rb == 2) {                                                                               \
-            switch (tb) {                                                                            \
-            case 4: CALL(2, 4); break;                                                               \
-            case 3: CALL(2, 3); break;                                                               \
-            case 2: CALL(2, 2); break;                                                               \
-            default: CALL(2, 1); break;                                                              \
-            }                                                                                        \
-        } else {                                                                                     \
-            switch (tb) {                                                                            \
-            case 4: CALL(1, 4); break;                                                               \
-            case 3: CALL(1, 3); break;                                                               \
-            case 2: CALL(1, 2); break;                                                               \
-            default: CALL(1, 1); break;                                                              \
-            }                                                                                        \
-        }                                                                                            \
-    } while (0)
 
 #ifndef VNNI_MATVEC_MAX_TOK
 #define VNNI_MATVEC_MAX_TOK 3
@@ -1162,17 +1144,17 @@ static TGT512 void matmul_q8_vnni(lode_type t, const void *W, int64_t ncols, con
                     const lode_block_q8k *x = (const lode_block_q8k *)Xq + t0 * nb;
                     if (t == LODE_TYPE_Q6_K) {
 #define CALL6(RB_, TB_) mk512_kq((const pkq *)p0, (const pkq *)p1, x, nb, res, RB_, TB_, 16)
-                        MK512_CASES(CALL6);
+                        MK_CASES(CALL6);
 #undef CALL6
                     } else {
 #define CALL4(RB_, TB_) mk512_kq((const pkq *)p0, (const pkq *)p1, x, nb, res, RB_, TB_, 8)
-                        MK512_CASES(CALL4);
+                        MK_CASES(CALL4);
 #undef CALL4
                     }
                 } else {
                     const lode_block_q8a *x = (const lode_block_q8a *)Xq + t0 * nb;
 #define CALLB(RB_, TB_) mk512_b32((const pb32 *)p0, (const pb32 *)p1, x, nb, off, res, RB_, TB_)
-                    MK512_CASES(CALLB);
+                    MK_CASES(CALLB);
 #undef CALLB
                 }
                 for (int r = 0; r < rb; r++) {
