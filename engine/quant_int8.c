@@ -978,121 +978,78 @@ AI512 void mk512_kq(const pkq *g0, const pkq *g1, const lode_block_q8k *x, int64
  * with vpmulld, f32 per super-block. */
 AI512 float hsum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
-/* Q8_0 / Q4_0 one token, two blocks per 512-bit register: unsigned weights
- * (w + 128 / the raw nibble), offset * sum(x) preloaded in lane 0 of each
- * half, one f32 scale per half. */
+/* Q8_0 one token, two blocks per 512-bit register: the tile packer's
+ * unsigned weights (b32_pair_u8), offset * sum(x) preloaded in lane 0 of
+ * each half, one f32 scale per half. */
 AI512 float mv512_b32(lode_type t, const void *row, const lode_block_q8a *x, int64_t nb) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    const __m128i m4 = _mm_set1_epi8(0x0F);
     const int off = t == LODE_TYPE_Q8_0 ? 128 : 8;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m256i w[2];
-        float dw[2];
-        for (int k = 0; k < 2; k++) {
-            if (t == LODE_TYPE_Q8_0) {
-                const lode_block_q8_0 *wb = (const lode_block_q8_0 *)row + b + k;
-                w[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)wb->qs), flip);
-                dw[k] = _cvtsh_ss(wb->d);
-            } else {
-                const lode_block_q4_0 *wb = (const lode_block_q4_0 *)row + b + k;
-                const __m128i v = _mm_loadu_si128((const __m128i *)wb->qs);
-                w[k] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
-                dw[k] = _cvtsh_ss(wb->d);
-            }
-        }
-        const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(w[0]), w[1], 1);
-        const __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[b].qs)),
-                                              _mm256_loadu_si256((const __m256i *)x[b + 1].qs), 1);
+    const size_t bsz = t == LODE_TYPE_Q8_0 ? sizeof(lode_block_q8_0) : sizeof(lode_block_q4_0);
+    for (int64_t b = 0; b < nb; b += 2) {
+        const bool two = b + 1 < nb;
+        uint16_t h[2] = {0, 0};
+        memcpy(&h[0], (const char *)row + (size_t)b * bsz, 2); /* d is each block's first field */
+        if (two) memcpy(&h[1], (const char *)row + (size_t)(b + 1) * bsz, 2);
+        const __m512i wv = b32_pair_u8(t, row, b, nb);
+        const __m256i x1 = two ? _mm256_loadu_si256((const __m256i *)x[b + 1].qs) : _mm256_setzero_si256();
+        const __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[b].qs)), x1, 1);
         const __m512i init = _mm512_mask_blend_epi32((__mmask16)0x0100, _mm512_maskz_set1_epi32(1, -off * x[b].s),
-                                                     _mm512_set1_epi32(-off * x[b + 1].s));
+                                                     _mm512_set1_epi32(two ? -off * x[b + 1].s : 0));
         const __m512i p = _mm512_dpbusd_epi32(init, wv, xv);
-        const __m512 sc = _mm512_insertf32x8(_mm512_set1_ps(dw[0] * x[b].d), _mm256_set1_ps(dw[1] * x[b + 1].d), 1);
+        const __m512 sc = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(h[0]) * x[b].d),
+                                             _mm256_set1_ps(two ? _cvtsh_ss(h[1]) * x[b + 1].d : 0.0f), 1);
         if (b & 2) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc1);
         else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc0);
     }
-    float r = hsum16(_mm512_add_ps(acc0, acc1));
-    if (b < nb) r += mv_b32(t, (const char *)row + (size_t)b * (t == LODE_TYPE_Q8_0 ? sizeof(lode_block_q8_0) : sizeof(lode_block_q4_0)), x + b, nb - b);
-    return r;
+    return hsum16(_mm512_add_ps(acc0, acc1));
 }
 
+/* K-quants one token: the super-block decoded by dec512_kq (the tile
+ * packer's decoder) and dotted in its value order. */
 AI512 float mv512_kq(lode_type t, const void *row, const lode_block_q8k *x, int64_t nsb) {
     __m512 acc = _mm512_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1), three = _mm512_set1_epi8(3);
     __m256 accc = _mm256_setzero_ps();
+    const bool six = t == LODE_TYPE_Q6_K;
+    const size_t bs = lode_type_get(t)->type_size;
+    const __m512i lane4 = _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 2);
+    const __m512i half = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(2), 1);
     for (int64_t i = 0; i < nsb; i++) {
         const int8_t *xs = x[i].qs;
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)x[i].bsums);
-        __m512i a32 = _mm512_setzero_si512();
+        __m512i q[4], meta, meta2;
         float d, dc;
-        __m256i corr;
-        if (t == LODE_TYPE_Q6_K) {
-            const lode_block_q6_k *w = (const lode_block_q6_k *)row + i;
-            const __m512i s32 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)w->scales));
-            const __m512i lane4 = _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 2);
+        dec512_kq(t, (const char *)row + (size_t)i * bs, q, &meta, &meta2, &d, &dc);
+        __m512i a32 = _mm512_setzero_si512();
 #pragma GCC unroll 2
-            for (int h = 0; h < 2; h++) {
-                const __m512i ql = _mm512_loadu_si512(w->ql + 64 * h);
-                const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qh + 32 * h)));
-                const __m512i sh_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-                const __m512i sh_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
-                const __m512i q0 = _mm512_or_si512(_mm512_and_si512(ql, m4),
-                                                   _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh_lo), three), 4));
-                const __m512i q1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                                   _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh_hi), three), 4));
-                const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, _mm512_loadu_si512(xs + 128 * h));
-                const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, _mm512_loadu_si512(xs + 128 * h + 64));
-                /* 16-element sub-block k of chunk g: scale 8h + 4g + lane/4 */
-                const __m512i sc0 = _mm512_permutexvar_epi32(_mm512_add_epi32(lane4, _mm512_set1_epi32(8 * h)), s32);
-                const __m512i sc1 = _mm512_permutexvar_epi32(_mm512_add_epi32(lane4, _mm512_set1_epi32(8 * h + 4)), s32);
-                a32 = _mm512_add_epi32(a32, _mm512_add_epi32(_mm512_mullo_epi32(p0, sc0), _mm512_mullo_epi32(p1, sc1)));
-            }
-            corr = _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w->scales)), 5);
-            d = dc = _cvtsh_ss(w->d);
-        } else {
-            const bool five = t == LODE_TYPE_Q5_K;
-            const lode_block_q4_k *w4 = (const lode_block_q4_k *)row + i;
-            const lode_block_q5_k *w5 = (const lode_block_q5_k *)row + i;
-            const uint8_t *qs = five ? w5->qs : w4->qs, *scales = five ? w5->scales : w4->scales;
-            __m128i scv, mv;
-            kq_unpack(scales, &scv, &mv);
-            const __m512i s32 = _mm512_cvtepu16_epi32(_mm256_zextsi128_si256(scv)); /* lanes 0-7: sub-block scales */
-            const __m512i half = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(2), 1);
-            const __m512i qhb = five ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w5->qh)) : _mm512_setzero_si512();
-#pragma GCC unroll 2
-            for (int c = 0; c < 2; c++) {
-                /* 64 bytes = chunks 2c and 2c+1: low nibbles are sub-blocks 4c and 4c+2,
-                 * high nibbles 4c+1 and 4c+3 */
-                const __m512i v = _mm512_loadu_si512(qs + 64 * c);
-                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                if (five) {
-                    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * c)), _mm256_set1_epi16((short)(4 * c + 2)), 1);
-                    const __m512i shh = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * c + 1)), _mm256_set1_epi16((short)(4 * c + 3)), 1);
-                    lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qhb, shl), one), 4));
-                    hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qhb, shh), one), 4));
-                }
+        for (int c = 0; c < 2; c++) {
+            __m512i x0, x1, s0, s1;
+            if (six) {
+                /* q[2c]: elements 128c + 0..63, q[2c+1]: 128c + 64..127;
+                 * 16-element sub-block scale 8c (+4) + lane/4 */
+                x0 = _mm512_loadu_si512(xs + 128 * c);
+                x1 = _mm512_loadu_si512(xs + 128 * c + 64);
+                s0 = _mm512_permutexvar_epi32(_mm512_add_epi32(lane4, _mm512_set1_epi32(8 * c)), meta);
+                s1 = _mm512_permutexvar_epi32(_mm512_add_epi32(lane4, _mm512_set1_epi32(8 * c + 4)), meta);
+            } else {
+                /* q[2c]: sub-blocks 4c | 4c+2 (low nibbles), q[2c+1]: 4c+1 | 4c+3 */
                 const __m512i xa = _mm512_loadu_si512(xs + 128 * c), xb = _mm512_loadu_si512(xs + 128 * c + 64);
-                const __m512i xlo = _mm512_shuffle_i64x2(xa, xb, 0x44), xhi = _mm512_shuffle_i64x2(xa, xb, 0xEE);
-                const __m512i plo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo);
-                const __m512i phi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xhi);
-                /* lanes 0-7 sub-block 4c (+1 for hi), lanes 8-15 sub-block 4c+2 (+1) */
+                x0 = _mm512_shuffle_i64x2(xa, xb, 0x44);
+                x1 = _mm512_shuffle_i64x2(xa, xb, 0xEE);
                 const __m512i ilo = _mm512_add_epi32(_mm512_set1_epi32(4 * c), half);
-                const __m512i sclo = _mm512_permutexvar_epi32(ilo, s32);
-                const __m512i schi = _mm512_permutexvar_epi32(_mm512_add_epi32(ilo, _mm512_set1_epi32(1)), s32);
-                a32 = _mm512_add_epi32(a32, _mm512_add_epi32(_mm512_mullo_epi32(plo, sclo), _mm512_mullo_epi32(phi, schi)));
+                s0 = _mm512_permutexvar_epi32(ilo, meta);
+                s1 = _mm512_permutexvar_epi32(_mm512_add_epi32(ilo, _mm512_set1_epi32(1)), meta);
             }
-            corr = _mm256_set_m128i(_mm_unpackhi_epi16(mv, mv), _mm_unpacklo_epi16(mv, mv));
-            d = _cvtsh_ss(five ? w5->d : w4->d);
-            dc = _cvtsh_ss(five ? w5->dmin : w4->dmin);
+            const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2 * c], x0);
+            const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2 * c + 1], x1);
+            a32 = _mm512_add_epi32(a32, _mm512_add_epi32(_mm512_mullo_epi32(p0, s0), _mm512_mullo_epi32(p1, s1)));
         }
         const float dx = x[i].d;
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a32), _mm512_set1_ps(d * dx), acc);
-        accc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(corr, bs)), _mm256_set1_ps(dc * dx), accc);
+        const __m256i corr = six ? _mm512_castsi512_si256(meta2) : _mm512_extracti64x4_epi64(meta, 1);
+        const __m256i bsv = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+        accc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(corr, bsv)), _mm256_set1_ps(dc * dx), accc);
     }
     return hsum16(acc) - hsum8(accc);
 }
-
 
 #ifndef VNNI_MATVEC_MAX_TOK
 #define VNNI_MATVEC_MAX_TOK 3
