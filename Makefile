@@ -144,6 +144,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblode.a
 
 tests: $(BUILD)/lode $(TEST_BIN)
 
+$(BUILD)/bench_quant: tests/bench/bench_quant.c $(BUILD)/liblode.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/liblode.a -o $@ $(LDFLAGS) $(LDLIBS)
+
 $(BUILD)/bench_index: tests/bench/bench_index.c $(BUILD)/liblode.a $(GRAMMAR_LIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/liblode.a -o $@ $(LDFLAGS) $(LDLIBS)
 
@@ -160,7 +163,7 @@ san:
 	@$(MAKE) --no-print-directory -j$(NPROC) SAN=1 NO_CUDA=1 all tests
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bench_index $(BUILD)/bench_context
+	@$(MAKE) --no-print-directory all $(BUILD)/bench_index $(BUILD)/bench_context $(BUILD)/bench_quant
 	@tools/bench.sh $(BUILD)
 
 clean:

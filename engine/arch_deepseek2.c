@@ -280,7 +280,7 @@ static void attention(lode_model *m, lode_kv *kv, const lode_layer *L, int64_t l
             float *WkT = lode__ws_alloc(m, (size_t)(nh * dn * dc));
             kexp_ctx kc = {m, L, C, nk, WkT};
             lode__parallel(m, nh, transpose_k_head, &kc);
-            const lode_mat wkt = {LODE_TYPE_F32, nh * dn, dc, WkT, (size_t)dc * sizeof(float), "attn_k_b^T"};
+            const lode_mat wkt = {LODE_TYPE_F32, nh * dn, dc, WkT, (size_t)dc * sizeof(float), "attn_k_b^T", false};
             lode__matmul(m, &wkt, C, dc, nk, K, nh * dn);
             a.K = K, a.V = V, a.ldk = nh * dn, a.ldv = nh * dv, a.kstride = dn, a.vstride = dv;
         } else {
@@ -446,8 +446,7 @@ static void moe1_task(void *ctx, int64_t i) {
         if (j >= nch) j -= nch;
     }
     const int64_t r0 = j * MOE1_CHUNK, r1 = r0 + MOE1_CHUNK < W->rows ? r0 + MOE1_CHUNK : W->rows;
-    if (xq) lode_matmul_q8_rows(W->type, W->data, W->cols, xq, 1, Y, W->rows, r0, r1);
-    else lode_matvec_rows(W->type, W->data, W->cols, x, Y, r0, r1);
+    lode__mat_rows(W, xq, x, W->cols, 1, Y, W->rows, r0, r1);
 }
 
 /* Activation family of W's int8 path: 0 none (off, float type), 1 32-blocks,

@@ -658,6 +658,13 @@ lode_status lode_gguf_make_resident(lode_gguf *g, lode_error *err) {
     return LODE_OK;
 }
 
+bool lode_gguf_resident_writable(lode_gguf *g, bool writable) {
+    if (!g || !g->resident) return false;
+    const size_t huge = (size_t)2 << 20, n = g->resident_size - huge;
+    uint8_t *buf = (uint8_t *)(((uintptr_t)g->resident + huge - 1) & ~(uintptr_t)(huge - 1));
+    return mprotect(buf, (n + 4095) & ~(size_t)4095, writable ? PROT_READ | PROT_WRITE : PROT_READ) == 0;
+}
+
 const char *lode_gguf_path(const lode_gguf *g) { return g ? g->path : ""; }
 uint32_t lode_gguf_version(const lode_gguf *g) { return g ? g->version : 0; }
 size_t lode_gguf_alignment(const lode_gguf *g) { return g ? g->alignment : 0; }

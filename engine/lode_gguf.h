@@ -51,6 +51,9 @@ void lode_gguf_free(lode_gguf *g); /* NULL ok */
  * metadata stays mapped. Fails (g unchanged) on I/O error, memory, or when
  * the file changed since lode_gguf_open. */
 lode_status lode_gguf_make_resident(lode_gguf *g, lode_error *err);
+/* Make the resident copy writable (the loader repacks weights in place) or
+ * read-only again; false when the data is not resident or mprotect fails. */
+bool lode_gguf_resident_writable(lode_gguf *g, bool writable);
 
 const char *lode_gguf_path(const lode_gguf *g);
 uint32_t lode_gguf_version(const lode_gguf *g);

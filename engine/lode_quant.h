@@ -136,6 +136,31 @@ void lode_matmul_q8_rows(lode_type t, const void *W, int64_t ncols, const void *
 bool lode_quant_int8_enabled(void);
 void lode_quant_set_int8(int on);
 
+/* ---- 16-row interleaved weights (engine/quant_r16.c) --------------------
+ * The int8 path's load-time layout for Q8_0 and Q4_K: every 16 rows are
+ * interleaved in place into records that feed vpdpbusd directly (layout in
+ * quant_r16.c), same byte size, lossless. A packed matrix is addressed in
+ * groups of 16 rows only (r0, r1 multiples of 16). The kernels keep the
+ * int8 contract above (lode_vec_dot_q8_ref on the unpacked rows); below the
+ * AVX-512 VNNI level they unpack a group at a time and run the plain
+ * kernels, so every level stays correct. */
+/* Q8_0 (cols % 32 == 0) or Q4_K (cols % 256 == 0) with rows % 16 == 0. */
+bool lode_r16_supported(lode_type t, int64_t rows, int64_t cols);
+/* Whether the r16 kernels run natively at the current level (AVX-512 VNNI);
+ * packing pays off only then. */
+bool lode_r16_fast(lode_type t);
+/* Pack groups [g0, g1) (rows 16*g0 .. 16*g1-1) of W in place. */
+void lode_r16_pack_groups(lode_type t, void *W, int64_t cols, int64_t g0, int64_t g1);
+/* The plain GGML rows of a packed matrix, into out (the same byte size). */
+void lode_r16_unpack(lode_type t, const void *W, int64_t rows, int64_t cols, void *out);
+/* lode_matmul_q8_rows on a packed W. */
+void lode_r16_matmul_q8(lode_type t, const void *W, int64_t ncols, const void *Xq, int64_t ntok, float *Y,
+                        int64_t ldy, int64_t r0, int64_t r1);
+/* lode_matmul_rows (ntok == 1: lode_matvec_rows) on a packed W: the exact
+ * f32 path, through unpacked groups. */
+void lode_r16_matmul_f32(lode_type t, const void *W, int64_t ncols, const float *X, int64_t ldx, int64_t ntok,
+                         float *Y, int64_t ldy, int64_t r0, int64_t r1);
+
 #ifdef __cplusplus
 }
 #endif

@@ -305,11 +305,85 @@ static void place_weights(lode_model *m) {
         const uint64_t avail = mem_available();
         lode_error err = {0};
         if (avail && n < avail / 5 * 4) {
-            if (lode_gguf_make_resident(m->gguf, &err) == LODE_OK) return;
+            if (lode_gguf_make_resident(m->gguf, &err) == LODE_OK) {
+                m->resident = true;
+                return;
+            }
             lode_log(LODE_LOG_WARN, "%s; using the file mapping", err.text);
         }
     }
     prefault_weights(m);
+}
+
+/* ---- load-time interleaving for the int8 kernels (lode_r16_*) ----------- */
+typedef struct {
+    lode_mat **mats;
+    int64_t n, *first; /* task prefix per matrix */
+} repack_ctx;
+
+#define REPACK_GROUPS 64 /* 16-row groups per task */
+
+static void repack_task(void *ctx, int64_t i) {
+    const repack_ctx *c = ctx;
+    int64_t k = 0;
+    while (i >= c->first[k + 1]) k++;
+    const lode_mat *w = c->mats[k];
+    const int64_t g0 = (i - c->first[k]) * REPACK_GROUPS, ng = w->rows / 16;
+    lode_r16_pack_groups(w->type, (void *)w->data, w->cols, g0, g0 + REPACK_GROUPS < ng ? g0 + REPACK_GROUPS : ng);
+}
+
+static bool owned_data(const lode_model *m, const void *p) {
+    for (size_t i = 0; i < m->n_owned; i++)
+        if (m->owned[i] == p) return true;
+    return false;
+}
+
+/* Every matrix the matmuls read (not the embedding, not the MLA k_b/v_b/kv_b
+ * that attention slices per head) of a type the r16 kernels run natively,
+ * when its data is writable: the GGUF's resident copy, or a buffer the
+ * loader quantized. LODE_R16=0 keeps the plain layout. */
+void lode__repack_weights(lode_model *m) {
+    const char *e = getenv("LODE_R16");
+    if ((e && strcmp(e, "0") == 0) || m->cuda || !lode_quant_int8_enabled()) return;
+    const bool resident = m->gguf && lode_gguf_resident_writable(m->gguf, true);
+    size_t cap = 64, n = 0;
+    lode_mat **mats = lode_xmalloc(cap * sizeof *mats);
+#define ADD(W)                                                                                               \
+    do {                                                                                                     \
+        lode_mat *w_ = (W);                                                                                  \
+        if (w_->data && !w_->r16 && w_->data != m->tok_embd.data && lode_r16_supported(w_->type, w_->rows, w_->cols) && \
+            lode_r16_fast(w_->type) && (resident || owned_data(m, w_->data))) {                              \
+            if (n == cap) mats = lode_xrealloc(mats, (cap *= 2) * sizeof *mats);                             \
+            mats[n++] = w_;                                                                                  \
+        }                                                                                                    \
+    } while (0)
+    ADD(&m->output);
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+        lode_layer *L = &m->layers[l];
+        lode_mat *ws[] = {&L->wq,       &L->wq_a,   &L->wq_b,     &L->wkv_a,    &L->wk,      &L->wv,    &L->wo,
+                          &L->ffn_gate, &L->ffn_up, &L->ffn_down, &L->gate_inp, &L->sh_gate, &L->sh_up, &L->sh_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) ADD(ws[i]);
+        if (L->is_moe && L->exp_gate)
+            for (int64_t x = 0; x < m->cfg.n_expert; x++) {
+                ADD(&L->exp_gate[x]);
+                ADD(&L->exp_up[x]);
+                ADD(&L->exp_down[x]);
+            }
+    }
+#undef ADD
+    int64_t *first = lode_xmalloc((n + 1) * sizeof *first);
+    first[0] = 0;
+    for (size_t i = 0; i < n; i++) first[i + 1] = first[i] + (mats[i]->rows / 16 + REPACK_GROUPS - 1) / REPACK_GROUPS;
+    repack_ctx c = {mats, (int64_t)n, first};
+    if (n) lode_pool_run(m->pool, first[n], repack_task, &c);
+    for (size_t i = 0; i < n; i++) {
+        mats[i]->r16 = true;
+        m->r16_bytes += mats[i]->row_bytes * (size_t)mats[i]->rows;
+    }
+    m->n_r16 = (int64_t)n;
+    if (resident) (void)lode_gguf_resident_writable(m->gguf, false);
+    lode_free(first);
+    lode_free(mats);
 }
 
 lode_status lode_model_load(const char *path, const lode_model_params *params, lode_model **out,
@@ -376,6 +450,7 @@ lode_status lode_model_load(const char *path, const lode_model_params *params, l
     if ((s = setup_rope(m, err))) goto fail;
     if (m->st) prefault_weights(m);
     if (params->device != LODE_DEVICE_CPU && (s = select_device(m, params->device, err))) goto fail;
+    lode__repack_weights(m);
     *out = m;
     return LODE_OK;
 fail:

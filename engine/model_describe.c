@@ -46,7 +46,11 @@ void lode_model_describe(const lode_model *m, void *file) {
     }
     fprintf(f, "BOS %d, EOS %d, tied embeddings %s\n", c->bos_id, c->eos_id, c->tie_embeddings ? "yes" : "no");
     double kvt = (double)lode_model_kv_width(m) * (double)c->n_layer * 4.0;
-    fprintf(f, "memory: weights %.2f GB (mapped); KV cache %.0f bytes/token (f32): 4K %.2f GB, 16K %.2f GB, 128K %.2f GB\n",
-            (double)m->weight_bytes / 1e9, kvt, kvt * 4096 / 1e9, kvt * 16384 / 1e9, kvt * 131072 / 1e9);
+    fprintf(f, "memory: weights %.2f GB (%s); KV cache %.0f bytes/token (f32): 4K %.2f GB, 16K %.2f GB, 128K %.2f GB\n",
+            (double)m->weight_bytes / 1e9, m->resident ? "read into RAM" : "mapped", kvt, kvt * 4096 / 1e9,
+            kvt * 16384 / 1e9, kvt * 131072 / 1e9);
+    if (m->n_r16)
+        fprintf(f, "int8 kernels: %lld matrices (%.2f GB) interleaved in 16-row groups (r16; LODE_R16=0 keeps rows)\n",
+                (long long)m->n_r16, (double)m->r16_bytes / 1e9);
     tensor_table(m, f);
 }

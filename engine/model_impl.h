@@ -26,9 +26,11 @@ typedef struct lode_mat {
     const void *data;
     size_t row_bytes;
     const char *name; /* for messages */
+    bool r16;         /* interleaved in groups of 16 rows (lode_r16_pack_groups): lode__mat_rows only */
 } lode_mat;
 
 static inline lode_mat lode_mat_rows(lode_mat m, int64_t r0, int64_t n) {
+    LODE_ASSERT(!m.r16 || (r0 % 16 == 0 && n % 16 == 0));
     lode_mat v = m;
     v.data = (const char *)m.data + (size_t)r0 * m.row_bytes;
     v.rows = n;
@@ -100,6 +102,9 @@ struct lode_model {
     lode_ws ws;
     volatile int *cancel;
     uint64_t weight_bytes;
+    bool resident;      /* GGUF tensor data read into RAM (place_weights) */
+    int64_t n_r16;      /* matrices in the r16 layout (lode__repack_weights) */
+    uint64_t r16_bytes; /* and their bytes */
     void **owned; /* owned f32 vectors */
     size_t n_owned, cap_owned;
     struct lode_cuda_model *cuda; /* device copy (kernels/lode_cuda.h) or NULL: CPU */
@@ -177,6 +182,16 @@ float *lode__tl_scratch(int slot, size_t n_floats);
 /* Y[t][0..W.rows) = W · X[t] for t < n (X rows stride ldx, Y stride ldy). */
 void lode__matmul(lode_model *m, const lode_mat *W, const float *X, int64_t ldx, int64_t n, float *Y,
                   int64_t ldy);
+/* Rows [r0, r1) of one matmul: Y[t*ldy + r] = W row r · token t, from the
+ * int8 activations Xq (lode_act_quantize rows) when not NULL, else from
+ * f32 X (stride ldx). Any layout (plain or r16, then r0/r1 multiples of
+ * 16); the pool tasks of every matmul call it. */
+void lode__mat_rows(const lode_mat *W, const void *Xq, const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy,
+                    int64_t r0, int64_t r1);
+/* Interleave the int8 path's weights in place for the r16 kernels (model.c
+ * calls it after loading, on the CPU backend, when the weights are in
+ * writable memory). */
+void lode__repack_weights(lode_model *m);
 /* Y[t][0..W.cols) = Wᵀ · X[t] (X[t] has W.rows entries). */
 void lode__matmul_t(lode_model *m, const lode_mat *W, const float *X, int64_t ldx, int64_t n, float *Y,
                     int64_t ldy);

@@ -140,12 +140,21 @@ static void mm_chunk(void *ctx, int64_t i) {
     int64_t r1 = r0 + t->chunk;
     if (r1 > W->rows) r1 = W->rows;
     if (r0 >= r1) return;
-    if (t->Xq)
-        lode_matmul_q8_rows(W->type, W->data, W->cols, t->Xq, t->n, Y, ldy, r0, r1);
-    else if (t->n == 1)
-        lode_matvec_rows(W->type, W->data, W->cols, t->X, Y, r0, r1);
-    else
-        lode_matmul_rows(W->type, W->data, W->cols, t->X, t->ldx, t->n, Y, ldy, r0, r1);
+    lode__mat_rows(W, t->Xq, t->X, t->ldx, t->n, Y, ldy, r0, r1);
+}
+
+void lode__mat_rows(const lode_mat *W, const void *Xq, const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy,
+                    int64_t r0, int64_t r1) {
+    if (W->r16) {
+        if (Xq) lode_r16_matmul_q8(W->type, W->data, W->cols, Xq, n, Y, ldy, r0, r1);
+        else lode_r16_matmul_f32(W->type, W->data, W->cols, X, ldx, n, Y, ldy, r0, r1);
+    } else if (Xq) {
+        lode_matmul_q8_rows(W->type, W->data, W->cols, Xq, n, Y, ldy, r0, r1);
+    } else if (n == 1) {
+        lode_matvec_rows(W->type, W->data, W->cols, X, Y, r0, r1);
+    } else {
+        lode_matmul_rows(W->type, W->data, W->cols, X, ldx, n, Y, ldy, r0, r1);
+    }
 }
 
 /* Activation format family of the int8 path: 0 none, 1 q8a (32-blocks), 2
@@ -222,6 +231,7 @@ static void matmul2(lode_model *m, const lode_mat *W1, const lode_mat *W2, const
 void lode__matmul_t(lode_model *m, const lode_mat *W, const float *X, int64_t ldx, int64_t n, float *Y,
                     int64_t ldy) {
     (void)m;
+    LODE_ASSERT(!W->r16);
     const lode_type_traits *tr = lode_type_get(W->type);
     float *row = lode__tl_scratch(3, (size_t)W->cols);
     for (int64_t t = 0; t < n; t++) memset(Y + t * ldy, 0, (size_t)W->cols * sizeof(float));

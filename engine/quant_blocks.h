@@ -28,6 +28,7 @@
 #ifndef LODE_QUANT_BLOCKS_H
 #define LODE_QUANT_BLOCKS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #if defined(__cplusplus)
@@ -123,5 +124,8 @@ typedef struct lode_block_q8k {
     int8_t qs[LODE_QK_K];
 } lode_block_q8k;
 LODE_STATIC_ASSERT(sizeof(lode_block_q8k) == 4 + 2 * (LODE_QK_K / 16) + LODE_QK_K, "q8k block size");
+
+/* Whether the CPU has AVX-512 F/BW/VL/DQ and VNNI (quant_int8.c). */
+bool lode__cpu_vnni(void);
 
 #endif /* LODE_QUANT_BLOCKS_H */

@@ -652,7 +652,7 @@ static TGT256 void matmul_q8_avx2(lode_type t, const void *W, int64_t ncols, con
 #define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define AI512 static inline __attribute__((always_inline)) TGT512
 
-static bool vnni_supported(void) {
+bool lode__cpu_vnni(void) {
     static atomic_int ok = -1;
     int v = atomic_load_explicit(&ok, memory_order_relaxed);
     if (v < 0) {
@@ -1132,7 +1132,7 @@ void lode_matmul_q8_rows(lode_type t, const void *W, int64_t ncols, const void *
     const size_t ars = lode_act_row_size(t, ncols), rs = lode_row_size(t, ncols);
     LODE_ASSERT(ars > 0 && rs > 0);
 #if LODE_X86
-    if (lode_quant_cpu_level() >= LODE_CPU_AVX512 && vnni_supported()) {
+    if (lode_quant_cpu_level() >= LODE_CPU_AVX512 && lode__cpu_vnni()) {
         matmul_q8_vnni(t, W, ncols, Xq, ntok, Y, ldy, r0, r1);
         return;
     }

@@ -3,10 +3,10 @@
  * weight bytes streamed) and lode_matmul_rows (GFLOP/s) on a 4096 x 4096
  * matrix of each type, at every instruction-set level the CPU has, and the
  * int8-activation path (lode_matmul_q8_rows, activations quantized
- * beforehand) at the best level: matvec GB/s, matmul 8 and 64 tokens GFLOP/s.
+ * beforehand) at the best level: matvec GB/s, matmul 8 and 64 tokens GFLOP/s;
+ * and the same for the load-time 16-row layout (lode_r16_*) where it runs.
  *
- * Build (from the repo root):
- *   cc -std=c11 -O2 -Iengine tests/bench/bench_quant.c engine/quant.c engine/quant_int8.c engine/base.c -o build/bench_quant -lm -pthread
+ * Build: make build/bench_quant (make bench builds and runs it).
  * Usage: build/bench_quant [rows] [cols]      (defaults 4096 4096)
  */
 #define _POSIX_C_SOURCE 200809L
@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
     printf("%-6s", "type");
     for (int lv = LODE_CPU_SCALAR; lv <= (int)max; lv++)
         printf("  %8s GB/s  %6s GF/s", lode_cpu_level_name((lode_cpu_level)lv), "mm");
-    printf("   int8 GB/s  mm8 GF/s  mm64 GF/s\n");
+    printf("   int8 GB/s  mm8 GF/s  mm64 GF/s    r16 GB/s  mm8 GF/s  mm64 GF/s\n");
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const lode_type t = types[ti];
         const size_t rs = lode_row_size(t, cols);
@@ -97,6 +97,26 @@ int main(int argc, char **argv) {
             printf("  %10.2f  %8.1f  %9.1f", (double)rs * (double)rows / bv / 1e9,
                    2.0 * (double)rows * (double)cols * NTOK / b8 / 1e9,
                    2.0 * (double)rows * (double)cols * NTOK_BIG / b64 / 1e9);
+            if (lode_r16_supported(t, rows, cols) && lode_r16_fast(t)) {
+                /* the same weights in the load-time 16-row layout */
+                lode_r16_pack_groups(t, W, cols, 0, rows / 16);
+                bv = b8 = b64 = 1e9;
+                for (int it = 0; it < 10; it++) {
+                    double t0 = now_s();
+                    lode_r16_matmul_q8(t, W, cols, xq, 1, y, rows, 0, rows);
+                    double t1 = now_s();
+                    lode_r16_matmul_q8(t, W, cols, xq, NTOK, y, rows, 0, rows);
+                    double t2 = now_s();
+                    if (it < 3) lode_r16_matmul_q8(t, W, cols, xq, NTOK_BIG, y, rows, 0, rows);
+                    double t3 = now_s();
+                    if (t1 - t0 < bv) bv = t1 - t0;
+                    if (t2 - t1 < b8) b8 = t2 - t1;
+                    if (it < 3 && t3 - t2 < b64) b64 = t3 - t2;
+                }
+                printf("  %10.2f  %8.1f  %9.1f", (double)rs * (double)rows / bv / 1e9,
+                       2.0 * (double)rows * (double)cols * NTOK / b8 / 1e9,
+                       2.0 * (double)rows * (double)cols * NTOK_BIG / b64 / 1e9);
+            }
         }
         printf("\n");
         fflush(stdout);

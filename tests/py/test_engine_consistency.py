@@ -169,3 +169,17 @@ def test_int8_close_to_exact(preset, typ):
     (measured: relative RMS 0.010-0.040, top-1 agreement 97-100 %)."""
     m = model(preset, typ=typ)
     assert_int8_close(mat(logits(m, TOKENS)), mat(logits(m, TOKENS, env=INT8)), 0.08, f"{preset} {typ} int8 vs exact")
+
+
+@pytest.mark.parametrize("preset", ["tiny-v2lite", "tiny-llama"])
+@pytest.mark.parametrize("typ", ["q8_0", "q4_k"])
+def test_int8_r16_layout_equals_rows(preset, typ):
+    """Q8_0/Q4_K weights interleaved at load for the VNNI kernels (r16, the
+    default at the AVX-512 level) against the plain rows (LODE_R16=0), for
+    prefill and decode. Without AVX-512 VNNI nothing is interleaved and both
+    runs take the same path."""
+    m = model(preset, typ=typ)
+    for extra in ((), ("--step",)):
+        a = mat(logits(m, TOKENS, *extra, env=INT8))
+        b = mat(logits(m, TOKENS, *extra, env=dict(INT8, LODE_R16="0")))
+        assert_int8_close(a, b, 0.03, f"int8 {preset} {typ} r16 vs rows {' '.join(extra)}")

@@ -904,3 +904,99 @@ Test(quant, int8_act_quantize_same_bytes_all_levels) {
     cr_assert_eq(k.qs[2], -8); /* -7.5 -> -8 */
     free(x);
 }
+
+/* ---- r16: the 16-row interleaved layout (engine/quant_r16.c) ---------- */
+
+/* Packing is lossless, also for arbitrary bytes (every 6-bit scale/min
+ * pattern of Q4_K, every nibble), and only the groups asked for change. */
+Test(quant, r16_pack_unpack_round_trip) {
+    const lode_type types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_K};
+    for (size_t ti = 0; ti < 2; ti++) {
+        const lode_type t = types[ti];
+        const int64_t cols = 768, rows = 48;
+        const size_t rs = lode_row_size(t, cols), n = rs * (size_t)rows;
+        cr_assert(lode_r16_supported(t, rows, cols));
+        cr_assert(!lode_r16_supported(t, rows + 8, cols));
+        unsigned char *W = malloc(n), *orig = malloc(n), *back = malloc(n);
+        fill_bytes(orig, n);
+        memcpy(W, orig, n);
+        lode_r16_pack_groups(t, W, cols, 1, 2); /* only the middle group */
+        cr_assert(memcmp(W, orig, 16 * rs) == 0 && memcmp(W + 32 * rs, orig + 32 * rs, 16 * rs) == 0);
+        cr_assert(memcmp(W + 16 * rs, orig + 16 * rs, 16 * rs) != 0, "%s: the group was not packed", lode_type_name(t));
+        lode_r16_pack_groups(t, W, cols, 0, 1);
+        lode_r16_pack_groups(t, W, cols, 2, 3);
+        lode_r16_unpack(t, W, rows, cols, back);
+        cr_assert(memcmp(back, orig, n) == 0, "%s: unpack(pack(W)) != W", lode_type_name(t));
+        free(W);
+        free(orig);
+        free(back);
+    }
+    cr_assert(!lode_r16_supported(LODE_TYPE_Q6_K, 16, 256));
+    cr_assert(!lode_r16_supported(LODE_TYPE_Q4_K, 16, 288));
+}
+
+/* The packed kernels at every level (native VNNI, and the unpacking
+ * fallback below it) against the scalar reference of the plain rows, for
+ * 1..15 tokens (every token-block remainder) and group-aligned ranges. */
+static void check_r16_at_level(lode_cpu_level level) {
+    if (lode_quant_set_cpu_level(level) != level) cr_skip_test("CPU lacks %s", lode_cpu_level_name(level));
+    const lode_type types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_K};
+    const int64_t shapes[][2] = {{256, 32}, {2304, 48}, {512, 128}}; /* ncols, nrows */
+    for (size_t ti = 0; ti < 2; ti++)
+        for (size_t si = 0; si < 3; si++) {
+            const lode_type t = types[ti];
+            const int64_t n = shapes[si][0], nrows = shapes[si][1], ldy = nrows + 3, ntok_max = 15;
+            wmat m = make_wmat(t, n, nrows);
+            const size_t ars = lode_act_row_size(t, n), rs = lode_row_size(t, n);
+            void *P = malloc(rs * (size_t)nrows);
+            memcpy(P, m.W, rs * (size_t)nrows);
+            lode_r16_pack_groups(t, P, n, 0, nrows / 16);
+            float *x = malloc((size_t)(n * ntok_max) * sizeof(float)), *xh = malloc((size_t)n * sizeof(float));
+            char *Xq = malloc(ars * (size_t)ntok_max);
+            float *Y = malloc((size_t)(ntok_max * ldy) * sizeof(float));
+            for (int64_t i = 0; i < n * ntok_max; i++) x[i] = rng_gauss();
+            for (int64_t k = 0; k < ntok_max; k++) lode_act_quantize(t, x + k * n, Xq + (size_t)k * ars, n);
+            const int64_t ranges[][2] = {{0, nrows}, {16, 32}, {16, 16}, {16, nrows}};
+            for (int ri = 0; ri < 4; ri++)
+                for (int ntok = 1; ntok <= ntok_max; ntok++) {
+                    const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1];
+                    for (int f32 = 0; f32 < 2; f32++) {
+                        if (f32 && ntok > 3) continue;
+                        for (int64_t i = 0; i < ntok_max * ldy; i++) Y[i] = -777.0f;
+                        if (f32) lode_r16_matmul_f32(t, P, n, x, n, ntok, Y, ldy, r0, r1);
+                        else lode_r16_matmul_q8(t, P, n, Xq, ntok, Y, ldy, r0, r1);
+                        for (int k = 0; k < ntok_max; k++)
+                            for (int64_t r = 0; r < ldy; r++) {
+                                const float got = Y[k * ldy + r];
+                                if (!(k < ntok && r >= r0 && r < r1)) {
+                                    cr_assert_eq(got, -777.0f, "r16 matmul wrote outside its rows");
+                                    continue;
+                                }
+                                if (f32) {
+                                    check_row(&m, r, x + k * n, got, "r16 f32", ntok);
+                                    continue;
+                                }
+                                const float ref = lode_vec_dot_q8_ref(t, (const char *)m.W + r * rs, Xq + (size_t)k * ars, n);
+                                act_dequant(t, Xq + (size_t)k * ars, n, xh);
+                                double mag = 0;
+                                for (int64_t i = 0; i < n; i++) mag += fabs((double)m.Wf[r * n + i] * xh[i]);
+                                cr_assert(fabs((double)got - ref) <= TOL_DOT * mag + 1e-30,
+                                          "r16 %s ncols %ld ntok %d row %ld at %s: %.9g vs ref %.9g (|wx| %.3g)",
+                                          lode_type_name(t), (long)n, ntok, (long)r, lode_cpu_level_name(level), got,
+                                          ref, mag);
+                            }
+                    }
+                }
+            free(P);
+            free(x);
+            free(xh);
+            free(Xq);
+            free(Y);
+            free_wmat(&m);
+        }
+    lode_quant_set_cpu_level((lode_cpu_level)-1);
+}
+
+Test(quant, r16_kernels_scalar) { check_r16_at_level(LODE_CPU_SCALAR); }
+Test(quant, r16_kernels_avx2) { check_r16_at_level(LODE_CPU_AVX2); }
+Test(quant, r16_kernels_avx512) { check_r16_at_level(LODE_CPU_AVX512); }

@@ -1,0 +1,434 @@
+/*
+ * quant_r16.c — the 16-row interleaved weight layout ("r16") and its
+ * AVX-512 VNNI kernels: the int8 path's fast form for Q8_0 and Q4_K weights,
+ * made once at load (lode_r16_pack) instead of per call.
+ *
+ * Why: the int8 tile kernels of quant_int8.c reach vpdpbusd's speed only
+ * after decoding a tile of rows into [4-element step][row][4 bytes] groups,
+ * and a one-token matvec cannot amortize that decode, so decode ran at about
+ * half the memory bandwidth with compute to spare for nothing else. Stored
+ * pre-interleaved, a 64-byte load feeds 16 rows straight away, for one token
+ * as for many.
+ *
+ * Layout: rows are taken 16 at a time (rows % 16 == 0); group g occupies the
+ * bytes of rows 16g..16g+15 (16 * lode_row_size bytes, the same size as the
+ * plain rows), as one record per block of the row:
+ *
+ *   Q8_0, 544 bytes per 32 columns:
+ *     uint8 q[8][64]   q[s][4r + k] = w_r[4s + k] + 128 (vpdpbusd's unsigned side)
+ *     f16   d[16]      the 16 rows' scales
+ *   Q4_K, 2304 bytes per 256 columns (sub-block j = columns 32j..32j+31):
+ *     uint8 q[32][64]  vector 4j + u, byte 4r + k: the 4-bit value of column
+ *                      32j + 8u + k (low nibble) and of 32j + 8u + 4 + k
+ *                      (high nibble) of row r
+ *     u32  sc[3][16]   row r: sc[0] nibble j = low 4 bits of scale j; sc[1]
+ *                      nibble j = low 4 bits of min j; sc[2] bits 2j..2j+1 =
+ *                      scale j >> 4, bits 16 + 2j.. = min j >> 4
+ *     f16   d[16], dmin[16]
+ *
+ * Packing is lossless (lode_r16_unpack restores the GGML bytes exactly) and
+ * the kernels compute the scalar reference's integer sums exactly, so results
+ * keep lode_vec_dot_q8_ref's contract (1e-5 of sum|w x^|). Without AVX-512
+ * VNNI (or with the level lowered, as tests do) every entry point unpacks a
+ * group at a time into a per-thread buffer and runs the plain kernels.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "lode_base.h"
+#include "lode_quant.h"
+#include "quant_blocks.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define LODE_X86 1
+#include <immintrin.h>
+#else
+#define LODE_X86 0
+#endif
+
+#define R16 16
+#ifndef PF_DIST
+#define PF_DIST 2304
+#endif
+
+typedef struct r16_q8_0 {
+    uint8_t q[8][64];
+    uint16_t d[R16];
+} r16_q8_0;
+LODE_STATIC_ASSERT(sizeof(r16_q8_0) == R16 * sizeof(lode_block_q8_0), "r16 q8_0 record size");
+
+typedef struct r16_q4_k {
+    uint8_t q[32][64];
+    uint32_t sc[3][R16];
+    uint16_t d[R16], dmin[R16];
+} r16_q4_k;
+LODE_STATIC_ASSERT(sizeof(r16_q4_k) == R16 * sizeof(lode_block_q4_k), "r16 q4_k record size");
+
+bool lode_r16_supported(lode_type t, int64_t rows, int64_t cols) {
+    if (rows <= 0 || rows % R16 || cols <= 0) return false;
+    if (t == LODE_TYPE_Q8_0) return cols % 32 == 0;
+    if (t == LODE_TYPE_Q4_K) return cols % LODE_QK_K == 0;
+    return false;
+}
+
+/* ---- packing (portable, lossless) ---------------------------------------- */
+
+static void q4k_encode_scales(const uint8_t sc[8], const uint8_t m[8], uint8_t out[12]) {
+    for (int j = 0; j < 4; j++) {
+        out[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+        out[j + 4] = (uint8_t)((m[j] & 63) | ((m[j + 4] >> 4) << 6));
+        out[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((m[j + 4] & 15) << 4));
+    }
+}
+
+/* 16 plain rows (rs bytes apart) -> one group of records. */
+static void pack_group(lode_type t, const char *src, size_t rs, int64_t nb, char *dst) {
+    if (t == LODE_TYPE_Q8_0) {
+        r16_q8_0 *o = (r16_q8_0 *)dst;
+        for (int64_t b = 0; b < nb; b++)
+            for (int r = 0; r < R16; r++) {
+                const lode_block_q8_0 *w = (const lode_block_q8_0 *)(src + (size_t)r * rs) + b;
+                o[b].d[r] = w->d;
+                for (int e = 0; e < 32; e++) o[b].q[e / 4][4 * r + e % 4] = (uint8_t)(w->qs[e] + 128);
+            }
+        return;
+    }
+    r16_q4_k *o = (r16_q4_k *)dst;
+    for (int64_t b = 0; b < nb; b++)
+        for (int r = 0; r < R16; r++) {
+            const lode_block_q4_k *w = (const lode_block_q4_k *)(src + (size_t)r * rs) + b;
+            uint32_t s0 = 0, s1 = 0, s2 = 0;
+            for (int j = 0; j < 8; j++) {
+                uint8_t sc, m;
+                lode_q4k_scale_min(j, w->scales, &sc, &m);
+                s0 |= (uint32_t)(sc & 15) << (4 * j);
+                s1 |= (uint32_t)(m & 15) << (4 * j);
+                s2 |= (uint32_t)(sc >> 4) << (2 * j) | (uint32_t)(m >> 4) << (16 + 2 * j);
+                for (int u = 0; u < 4; u++)
+                    for (int k = 0; k < 4; k++) {
+                        const int l = 8 * u + k; /* column within the sub-block */
+                        const uint8_t *qs = w->qs + 32 * (j / 2);
+                        const int lo = j & 1 ? qs[l] >> 4 : qs[l] & 15, hi = j & 1 ? qs[l + 4] >> 4 : qs[l + 4] & 15;
+                        o[b].q[4 * j + u][4 * r + k] = (uint8_t)(lo | hi << 4);
+                    }
+            }
+            o[b].sc[0][r] = s0, o[b].sc[1][r] = s1, o[b].sc[2][r] = s2;
+            o[b].d[r] = w->d, o[b].dmin[r] = w->dmin;
+        }
+}
+
+/* One group of records -> 16 plain rows. */
+static void unpack_group(lode_type t, const char *src, int64_t nb, char *dst, size_t rs) {
+    if (t == LODE_TYPE_Q8_0) {
+        const r16_q8_0 *g = (const r16_q8_0 *)src;
+        for (int64_t b = 0; b < nb; b++)
+            for (int r = 0; r < R16; r++) {
+                lode_block_q8_0 *w = (lode_block_q8_0 *)(dst + (size_t)r * rs) + b;
+                w->d = g[b].d[r];
+                for (int e = 0; e < 32; e++) w->qs[e] = (int8_t)(g[b].q[e / 4][4 * r + e % 4] - 128);
+            }
+        return;
+    }
+    const r16_q4_k *g = (const r16_q4_k *)src;
+    for (int64_t b = 0; b < nb; b++)
+        for (int r = 0; r < R16; r++) {
+            lode_block_q4_k *w = (lode_block_q4_k *)(dst + (size_t)r * rs) + b;
+            uint8_t sc[8], m[8];
+            for (int j = 0; j < 8; j++) {
+                sc[j] = (uint8_t)((g[b].sc[0][r] >> (4 * j) & 15) | (g[b].sc[2][r] >> (2 * j) & 3) << 4);
+                m[j] = (uint8_t)((g[b].sc[1][r] >> (4 * j) & 15) | (g[b].sc[2][r] >> (16 + 2 * j) & 3) << 4);
+                for (int u = 0; u < 4; u++)
+                    for (int k = 0; k < 4; k++) {
+                        const int l = 8 * u + k;
+                        const uint8_t v = g[b].q[4 * j + u][4 * r + k];
+                        uint8_t *qs = w->qs + 32 * (j / 2);
+                        if (j & 1) {
+                            qs[l] = (uint8_t)((qs[l] & 15) | (v & 15) << 4);
+                            qs[l + 4] = (uint8_t)((qs[l + 4] & 15) | (v >> 4) << 4);
+                        } else {
+                            qs[l] = (uint8_t)((qs[l] & 0xF0) | (v & 15));
+                            qs[l + 4] = (uint8_t)((qs[l + 4] & 0xF0) | (v >> 4));
+                        }
+                    }
+            }
+            q4k_encode_scales(sc, m, w->scales);
+            w->d = g[b].d[r], w->dmin = g[b].dmin[r];
+        }
+}
+
+static int64_t n_blocks(lode_type t, int64_t cols) { return cols / (t == LODE_TYPE_Q8_0 ? 32 : LODE_QK_K); }
+
+void lode_r16_pack_groups(lode_type t, void *W, int64_t cols, int64_t g0, int64_t g1) {
+    LODE_ASSERT(lode_r16_supported(t, R16, cols));
+    const size_t rs = lode_row_size(t, cols), gb = R16 * rs;
+    char *tmp = lode_xmalloc(gb);
+    for (int64_t g = g0; g < g1; g++) {
+        char *p = (char *)W + (size_t)g * gb;
+        memcpy(tmp, p, gb);
+        pack_group(t, tmp, rs, n_blocks(t, cols), p);
+    }
+    lode_free(tmp);
+}
+
+void lode_r16_unpack(lode_type t, const void *W, int64_t rows, int64_t cols, void *out) {
+    LODE_ASSERT(lode_r16_supported(t, rows, cols));
+    const size_t rs = lode_row_size(t, cols), gb = R16 * rs;
+    for (int64_t g = 0; g < rows / R16; g++)
+        unpack_group(t, (const char *)W + (size_t)g * gb, n_blocks(t, cols), (char *)out + (size_t)g * gb, rs);
+}
+
+/* ---- fallback: a group unpacked into a per-thread buffer ------------------ */
+
+static _Thread_local char *tl_rows;
+static _Thread_local size_t tl_cap;
+static pthread_key_t g_key;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static void key_init(void) {
+    if (pthread_key_create(&g_key, lode_free) != 0) LODE_ASSERT(!"pthread_key_create failed");
+}
+
+static const char *group_rows(lode_type t, const void *W, int64_t cols, int64_t g) {
+    const size_t rs = lode_row_size(t, cols), gb = R16 * rs;
+    if (tl_cap < gb) {
+        pthread_once(&g_once, key_init);
+        lode_free(tl_rows);
+        tl_rows = lode_xmalloc(gb);
+        tl_cap = gb;
+        pthread_setspecific(g_key, tl_rows);
+    }
+    unpack_group(t, (const char *)W + (size_t)g * gb, n_blocks(t, cols), tl_rows, rs);
+    return tl_rows;
+}
+
+/* ---- AVX-512 VNNI kernels --------------------------------------------------- */
+#if LODE_X86
+#define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+#define AI512 static inline __attribute__((always_inline)) TGT512
+
+static inline int32_t ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Q8_0: RB groups (16 rows each, gb bytes apart) x TB tokens over nb
+ * blocks; the accumulators start at -128 * (activation block sum). */
+AI512 void k_q8_0(const char *G, size_t gb, int64_t nb, const lode_block_q8a *x, int64_t xstride, float *Y,
+                  int64_t ldy, const int RB, const int TB) {
+    __m512 res[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int k = 0; k < TB; k++) res[r][k] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i acc[4][4];
+#pragma GCC unroll 4
+        for (int k = 0; k < TB; k++) {
+            const __m512i init = _mm512_set1_epi32(-128 * (int32_t)x[k * xstride + b].s);
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) acc[r][k] = init;
+        }
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            __m512i w[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) w[r] = _mm512_loadu_si512(((const r16_q8_0 *)(G + r * gb))[b].q[s]);
+#pragma GCC unroll 4
+            for (int k = 0; k < TB; k++) {
+                const __m512i xb = _mm512_set1_epi32(ld32(x[k * xstride + b].qs + 4 * s));
+#pragma GCC unroll 4
+                for (int r = 0; r < RB; r++) acc[r][k] = _mm512_dpbusd_epi32(acc[r][k], w[r], xb);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const r16_q8_0 *)(G + r * gb))[b].d));
+#pragma GCC unroll 4
+            for (int k = 0; k < TB; k++)
+                res[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][k]), _mm512_mul_ps(dw, _mm512_set1_ps(x[k * xstride + b].d)),
+                                            res[r][k]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int k = 0; k < TB; k++) _mm512_storeu_ps(Y + k * ldy + 16 * r, res[r][k]);
+}
+
+/* The four (sum of 32 activations) pairs of a Q8_K block as int16 pairs:
+ * pair p = (bs32[2p], bs32[2p+1]), bs32[j] = bsums[2j] + bsums[2j+1]. */
+AI512 __m128i bs_pairs(const lode_block_q8k *xb) {
+    const __m256i s = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xb->bsums), _mm256_set1_epi16(1));
+    const __m256i p = _mm256_packs_epi32(s, s); /* 32-bit lanes: (0,1) (2,3) (0,1) (2,3) | (4,5) (6,7) ... */
+    return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5)));
+}
+
+/* 6-bit value j of 16 rows: low nibble j of lo, 2 bits at hb + 2j of hi. */
+AI512 __m512i six_bits(__m512i lo, __m512i hi, int j, int hb) {
+    const int sh = hb + 2 * j - 4; /* moves the 2 bits to bits 4-5 */
+    const __m512i h = sh >= 0 ? _mm512_srli_epi32(hi, (unsigned)sh) : _mm512_slli_epi32(hi, (unsigned)-sh);
+    return _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(lo, 4 * j), _mm512_set1_epi32(15)),
+                           _mm512_and_si512(h, _mm512_set1_epi32(0x30)));
+}
+
+/* Q4_K: RB groups x TB tokens over nsb super-blocks. */
+AI512 void k_q4_k(const char *G, size_t gb, int64_t nsb, const lode_block_q8k *x, int64_t xstride, float *Y,
+                  int64_t ldy, const int RB, const int TB) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    __m512 res[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int k = 0; k < TB; k++) res[r][k] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++) {
+        __m512i isum[4][4];
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+            for (int k = 0; k < TB; k++) isum[r][k] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m512i acc[4][4];
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+                for (int k = 0; k < TB; k++) acc[r][k] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                __m512i lo[4], hi[4];
+#pragma GCC unroll 4
+                for (int r = 0; r < RB; r++) {
+                    const __m512i w = _mm512_loadu_si512(((const r16_q4_k *)(G + r * gb))[i].q[4 * j + u]);
+                    _mm_prefetch((const char *)((const r16_q4_k *)(G + r * gb))[i].q[4 * j + u] + PF_DIST, _MM_HINT_T0);
+                    lo[r] = _mm512_and_si512(w, m4);
+                    hi[r] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+                }
+#pragma GCC unroll 4
+                for (int k = 0; k < TB; k++) {
+                    const int8_t *xs = x[k * xstride + i].qs + 32 * j + 8 * u;
+                    const __m512i xa = _mm512_set1_epi32(ld32(xs)), xb = _mm512_set1_epi32(ld32(xs + 4));
+#pragma GCC unroll 4
+                    for (int r = 0; r < RB; r++) {
+                        acc[r][k] = _mm512_dpbusd_epi32(acc[r][k], lo[r], xa);
+                        acc[r][k] = _mm512_dpbusd_epi32(acc[r][k], hi[r], xb);
+                    }
+                }
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) {
+                const r16_q4_k *g = &((const r16_q4_k *)(G + r * gb))[i];
+                const __m512i scj = six_bits(_mm512_loadu_si512(g->sc[0]), _mm512_loadu_si512(g->sc[2]), j, 0);
+#pragma GCC unroll 4
+                for (int k = 0; k < TB; k++) isum[r][k] = _mm512_add_epi32(isum[r][k], _mm512_mullo_epi32(acc[r][k], scj));
+            }
+        }
+        /* mins: pair p of a row = (min 2p, min 2p+1) as int16, dotted with
+         * the activation sums of those sub-blocks (vpdpwssd) */
+        __m128i bp[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < TB; k++) bp[k] = bs_pairs(&x[k * xstride + i]);
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const r16_q4_k *g = &((const r16_q4_k *)(G + r * gb))[i];
+            const __m512i s1 = _mm512_loadu_si512(g->sc[1]), s2 = _mm512_loadu_si512(g->sc[2]);
+            __m512i mp[4];
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++)
+                mp[p] = _mm512_or_si512(six_bits(s1, s2, 2 * p, 16), _mm512_slli_epi32(six_bits(s1, s2, 2 * p + 1, 16), 16));
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g->d)),
+                         dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g->dmin));
+#pragma GCC unroll 4
+            for (int k = 0; k < TB; k++) {
+                __m512i msum = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mp[0], _mm512_broadcastd_epi32(bp[k]));
+                msum = _mm512_dpwssd_epi32(msum, mp[1], _mm512_broadcastd_epi32(_mm_srli_si128(bp[k], 4)));
+                msum = _mm512_dpwssd_epi32(msum, mp[2], _mm512_broadcastd_epi32(_mm_srli_si128(bp[k], 8)));
+                msum = _mm512_dpwssd_epi32(msum, mp[3], _mm512_broadcastd_epi32(_mm_srli_si128(bp[k], 12)));
+                const __m512 dx = _mm512_set1_ps(x[k * xstride + i].d);
+                res[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][k]), _mm512_mul_ps(d, dx), res[r][k]);
+                res[r][k] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dm, dx), res[r][k]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int k = 0; k < TB; k++) _mm512_storeu_ps(Y + k * ldy + 16 * r, res[r][k]);
+}
+
+/* Groups [g0, g1) x ntok tokens: RB groups at a time (4 for one token, to
+ * keep four vpdpbusd chains in flight; 2 for more), TB tokens at a time. */
+static TGT512 void r16_vnni(lode_type t, const void *W, int64_t ncols, const void *Xq, int64_t ntok, float *Y,
+                            int64_t ldy, int64_t g0, int64_t g1) {
+    const size_t gb = R16 * lode_row_size(t, ncols);
+    const int64_t nb = n_blocks(t, ncols);
+    const bool q8 = t == LODE_TYPE_Q8_0;
+    const int rb_max = ntok == 1 && q8 ? 4 : 2;
+    for (int64_t g = g0; g < g1; g += rb_max) {
+        const int rb = g1 - g < rb_max ? (int)(g1 - g) : rb_max;
+        const char *G = (const char *)W + (size_t)g * gb;
+        for (int64_t t0 = 0; t0 < ntok; t0 += 4) {
+            const int tb = ntok - t0 < 4 ? (int)(ntok - t0) : 4;
+            float *Yt = Y + g * R16 + t0 * ldy;
+            const int key = 10 * rb + tb;
+            if (q8) {
+                const lode_block_q8a *x = (const lode_block_q8a *)Xq + t0 * nb;
+                switch (key) {
+#define C(R_, T_) \
+    case 10 * R_ + T_: k_q8_0(G, gb, nb, x, nb, Yt, ldy, R_, T_); break;
+                    C(1, 1) C(1, 2) C(1, 3) C(1, 4) C(2, 1) C(2, 2) C(2, 3) C(2, 4) C(3, 1) C(4, 1)
+#undef C
+                }
+            } else {
+                const lode_block_q8k *x = (const lode_block_q8k *)Xq + t0 * nb;
+                switch (key) {
+#define C(R_, T_) \
+    case 10 * R_ + T_: k_q4_k(G, gb, nb, x, nb, Yt, ldy, R_, T_); break;
+                    C(1, 1) C(1, 2) C(1, 3) C(1, 4) C(2, 1) C(2, 2) C(2, 3) C(2, 4) C(3, 1) C(4, 1)
+#undef C
+                }
+            }
+        }
+    }
+}
+#endif
+
+static bool vnni_now(void) {
+#if LODE_X86
+    return lode_quant_cpu_level() >= LODE_CPU_AVX512 && lode__cpu_vnni();
+#else
+    return false;
+#endif
+}
+
+bool lode_r16_fast(lode_type t) { return (t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_K) && vnni_now(); }
+
+/* ---- entry points ------------------------------------------------------------ */
+
+static void check_range(lode_type t, int64_t ncols, int64_t r0, int64_t r1) {
+    LODE_ASSERT(r0 % R16 == 0 && r1 % R16 == 0 && r0 <= r1 && lode_r16_supported(t, R16, ncols));
+}
+
+void lode_r16_matmul_q8(lode_type t, const void *W, int64_t ncols, const void *Xq, int64_t ntok, float *Y,
+                        int64_t ldy, int64_t r0, int64_t r1) {
+    if (ntok <= 0 || r1 <= r0) return;
+    check_range(t, ncols, r0, r1);
+#if LODE_X86
+    if (vnni_now()) {
+        r16_vnni(t, W, ncols, Xq, ntok, Y, ldy, r0 / R16, r1 / R16);
+        return;
+    }
+#endif
+    for (int64_t g = r0 / R16; g < r1 / R16; g++)
+        lode_matmul_q8_rows(t, group_rows(t, W, ncols, g), ncols, Xq, ntok, Y + g * R16, ldy, 0, R16);
+}
+
+void lode_r16_matmul_f32(lode_type t, const void *W, int64_t ncols, const float *X, int64_t ldx, int64_t ntok,
+                         float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    if (ntok <= 0 || r1 <= r0) return;
+    check_range(t, ncols, r0, r1);
+    for (int64_t g = r0 / R16; g < r1 / R16; g++) {
+        const char *rows = group_rows(t, W, ncols, g);
+        if (ntok == 1) lode_matvec_rows(t, rows, ncols, X, Y + g * R16, 0, R16);
+        else lode_matmul_rows(t, rows, ncols, X, ldx, ntok, Y + g * R16, ldy, 0, R16);
+    }
+}
