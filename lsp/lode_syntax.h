@@ -134,6 +134,13 @@ typedef struct lode_file_syms {
 lode_status lode_syntax_symbols(const lode_lang *l, const char *src, size_t len, const TSTree *tree,
                                 lode_file_syms *out, lode_error *err);
 void lode_file_syms_clear(lode_file_syms *fs);
+/* The same through the query cursor over the combined tags+imports query:
+ * the reference the table-driven walker (which lode_syntax_symbols uses where
+ * the language's patterns allow it) is tested against. Same results. */
+lode_status lode_syntax_symbols_query(const lode_lang *l, const char *src, size_t len, const TSTree *tree,
+                                      lode_file_syms *out, lode_error *err);
+/* Whether lode_syntax_symbols uses the walker for l (false: the query cursor). */
+bool lode_syntax_symbols_walked(const lode_lang *l);
 
 /* Reusable state for extracting many files on one thread (an index scan
  * worker): a parser per language, a query cursor and a regex match buffer,

@@ -3,13 +3,11 @@
  * predicates, and symbol / import / reference extraction (lode_syntax.h).
  * Documents (lode_sdoc) live in syntax_doc.c.
  */
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lode_syntax.h"
+#include "syntax_impl.h"
 
 /* ---- grammars (libgrammars.a) and embedded queries (build/grammars/queries.c) ---- */
 const TSLanguage *tree_sitter_c(void);
@@ -149,38 +147,6 @@ TSPoint lode_syntax_point_at(const char *src, size_t len, size_t off) {
 }
 
 /* ---- queries ------------------------------------------------------------------ */
-enum pred_op { P_EQ, P_MATCH, P_ANY_OF };
-typedef struct pred {
-    enum pred_op op;
-    bool neg, any;       /* not-; any- (quantified captures: one node suffices) */
-    uint32_t cap;        /* capture id */
-    int64_t cap2;        /* #eq? @a @b: the second capture, else -1 */
-    char *str;           /* #eq? literal */
-    uint32_t str_len;
-    pcre2_code *re;      /* #match? */
-    char **set;          /* #any-of? */
-    uint32_t *set_len;
-    uint32_t n_set;
-} pred;
-
-typedef struct pattern_preds {
-    pred *p;
-    uint32_t n;
-} pattern_preds;
-
-/* What a capture means to symbol extraction, decided once per query from
- * its name (so matches are read without string compares). */
-enum cap_role { CR_NONE = 0, CR_NAME, CR_IMPORT, CR_MODULE, CR_FN, CR_DEF /* + lode_sym_kind */ };
-
-struct lode_query {
-    TSQuery *q;
-    const lode_lang *lang;
-    pattern_preds *pp;
-    uint32_t n_patterns;
-    uint8_t *role;   /* per capture id: enum cap_role, CR_DEF + kind for @definition.* */
-    uint32_t n_caps;
-};
-
 static int kind_of(const char *cap, uint32_t len, lode_sym_kind *k);
 
 static void pred_free(pred *p) {
@@ -200,6 +166,7 @@ void lode_query_free(lode_query *q) {
     lode_free(q->pp);
     lode_free(q->role);
     if (q->q) ts_query_delete(q->q);
+    lode__walk_free(q->walk);
     lode_free(q);
 }
 
@@ -207,12 +174,75 @@ static const char *qstr(const TSQuery *q, uint32_t id, uint32_t *len) {
     return ts_query_string_value_for_id(q, id, len);
 }
 
-/* Parse the predicate steps of one pattern into preds; unknown predicates and
- * directives are ignored (tree-sitter leaves them all to the caller). */
+lode_status lode__pred_add(lode_query *lq, uint32_t pat, const char *name, uint32_t name_len, const lode__parg *a,
+                           uint32_t nargs, lode_error *err) {
+    pattern_preds *pp = &lq->pp[pat];
+    char nbuf[64];
+    if (name_len >= sizeof nbuf) return LODE_OK; /* no predicate lode knows has such a name */
+    memcpy(nbuf, name, name_len);
+    nbuf[name_len] = 0;
+    name = nbuf;
+    pred p;
+    memset(&p, 0, sizeof p);
+    p.cap2 = -1;
+    const char *base = name;
+    if (strncmp(base, "not-", 4) == 0) p.neg = true, base += 4;
+    if (strncmp(base, "any-", 4) == 0 && strcmp(base, "any-of?") != 0) p.any = true, base += 4;
+    if (strcmp(base, "eq?") == 0) p.op = P_EQ;
+    else if (strcmp(base, "match?") == 0 || strcmp(base, "lua-match?") == 0) p.op = P_MATCH;
+    else if (strcmp(base, "any-of?") == 0) p.op = P_ANY_OF;
+    else return LODE_OK; /* #set!, #strip!, #select-adjacent!, #is?, ... : directives for highlighters; they do
+                            not filter matches, so they are ignored. */
+    if (nargs < 2 || !a[0].is_cap)
+        return lode_error_set(err, LODE_ERR_FORMAT, "query predicate #%s needs a capture and a value", name);
+    p.cap = a[0].cap;
+    if (p.op == P_EQ) {
+        if (nargs != 2) return lode_error_set(err, LODE_ERR_FORMAT, "#%s takes 2 arguments", name);
+        if (a[1].is_cap) {
+            p.cap2 = a[1].cap;
+        } else {
+            p.str = lode_xmalloc(a[1].len + 1);
+            memcpy(p.str, a[1].str, a[1].len);
+            p.str[a[1].len] = 0;
+            p.str_len = a[1].len;
+        }
+    } else if (p.op == P_MATCH) {
+        if (nargs != 2 || a[1].is_cap) return lode_error_set(err, LODE_ERR_FORMAT, "#%s takes a capture and a regex", name);
+        int ec;
+        PCRE2_SIZE eo;
+        p.re = pcre2_compile((PCRE2_SPTR)a[1].str, a[1].len, PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ec, &eo, NULL);
+        if (!p.re) {
+            PCRE2_UCHAR msg[160];
+            pcre2_get_error_message(ec, msg, sizeof msg);
+            return lode_error_set(err, LODE_ERR_FORMAT, "#%s regex /%.*s/ at %zu: %s", name, (int)a[1].len, a[1].str,
+                                  (size_t)eo, (const char *)msg);
+        }
+        pcre2_jit_compile(p.re, PCRE2_JIT_COMPLETE);
+    } else {
+        p.n_set = nargs - 1;
+        p.set = lode_xcalloc(p.n_set, sizeof *p.set);
+        p.set_len = lode_xcalloc(p.n_set, sizeof *p.set_len);
+        for (uint32_t k = 0; k < p.n_set; k++) {
+            if (a[1 + k].is_cap) {
+                pred_free(&p);
+                return lode_error_set(err, LODE_ERR_FORMAT, "#%s takes string values", name);
+            }
+            p.set[k] = lode_xmalloc(a[1 + k].len + 1);
+            memcpy(p.set[k], a[1 + k].str, a[1 + k].len);
+            p.set[k][a[1 + k].len] = 0;
+            p.set_len[k] = a[1 + k].len;
+        }
+    }
+    pp->p = lode_xrealloc(pp->p, (pp->n + 1) * sizeof *pp->p);
+    pp->p[pp->n++] = p;
+    return LODE_OK;
+}
+
+/* Parse the predicate steps of one pattern into preds (lode__pred_add). */
 static lode_status compile_preds(lode_query *lq, uint32_t pat, lode_error *err) {
     uint32_t nsteps = 0;
     const TSQueryPredicateStep *st = ts_query_predicates_for_pattern(lq->q, pat, &nsteps);
-    pattern_preds *pp = &lq->pp[pat];
+    lode__parg *args = lode_xmalloc((nsteps ? nsteps : 1) * sizeof *args);
     for (uint32_t i = 0; i < nsteps;) {
         uint32_t j = i;
         while (j < nsteps && st[j].type != TSQueryPredicateStepTypeDone) j++;
@@ -220,75 +250,21 @@ static lode_status compile_preds(lode_query *lq, uint32_t pat, lode_error *err) 
         if (j > i && st[i].type == TSQueryPredicateStepTypeString) {
             uint32_t nl;
             const char *name = qstr(lq->q, st[i].value_id, &nl);
-            pred p;
-            memset(&p, 0, sizeof p);
-            p.cap2 = -1;
-            bool known = true;
-            const char *base = name;
-            if (strncmp(base, "not-", 4) == 0) p.neg = true, base += 4;
-            if (strncmp(base, "any-", 4) == 0 && strcmp(base, "any-of?") != 0) p.any = true, base += 4;
-            if (strcmp(base, "eq?") == 0) p.op = P_EQ;
-            else if (strcmp(base, "match?") == 0 || strcmp(base, "lua-match?") == 0) p.op = P_MATCH;
-            else if (strcmp(base, "any-of?") == 0) p.op = P_ANY_OF;
-            else known = false;
-            uint32_t nargs = j - i - 1;
-            if (known) {
-                if (nargs < 2 || st[i + 1].type != TSQueryPredicateStepTypeCapture) {
-                    return lode_error_set(err, LODE_ERR_FORMAT, "query predicate #%s needs a capture and a value", name);
-                }
-                p.cap = st[i + 1].value_id;
-                if (p.op == P_EQ) {
-                    if (nargs != 2) return lode_error_set(err, LODE_ERR_FORMAT, "#%s takes 2 arguments", name);
-                    if (st[i + 2].type == TSQueryPredicateStepTypeCapture) {
-                        p.cap2 = st[i + 2].value_id;
-                    } else {
-                        uint32_t sl;
-                        const char *s = qstr(lq->q, st[i + 2].value_id, &sl);
-                        p.str = lode_xmalloc(sl + 1);
-                        memcpy(p.str, s, sl);
-                        p.str[sl] = 0;
-                        p.str_len = sl;
-                    }
-                } else if (p.op == P_MATCH) {
-                    if (nargs != 2 || st[i + 2].type != TSQueryPredicateStepTypeString)
-                        return lode_error_set(err, LODE_ERR_FORMAT, "#%s takes a capture and a regex", name);
-                    uint32_t sl;
-                    const char *s = qstr(lq->q, st[i + 2].value_id, &sl);
-                    int ec;
-                    PCRE2_SIZE eo;
-                    p.re = pcre2_compile((PCRE2_SPTR)s, sl, PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ec, &eo, NULL);
-                    if (!p.re) {
-                        PCRE2_UCHAR msg[160];
-                        pcre2_get_error_message(ec, msg, sizeof msg);
-                        return lode_error_set(err, LODE_ERR_FORMAT, "#%s regex /%.*s/ at %zu: %s", name, (int)sl, s,
-                                              (size_t)eo, (const char *)msg);
-                    }
-                    pcre2_jit_compile(p.re, PCRE2_JIT_COMPLETE);
-                } else {
-                    p.n_set = nargs - 1;
-                    p.set = lode_xcalloc(p.n_set, sizeof *p.set);
-                    p.set_len = lode_xcalloc(p.n_set, sizeof *p.set_len);
-                    for (uint32_t k = 0; k < p.n_set; k++) {
-                        if (st[i + 2 + k].type != TSQueryPredicateStepTypeString) {
-                            pred_free(&p);
-                            return lode_error_set(err, LODE_ERR_FORMAT, "#%s takes string values", name);
-                        }
-                        uint32_t sl;
-                        const char *s = qstr(lq->q, st[i + 2 + k].value_id, &sl);
-                        p.set[k] = lode_xmalloc(sl + 1);
-                        memcpy(p.set[k], s, sl);
-                        p.set[k][sl] = 0;
-                        p.set_len[k] = sl;
-                    }
-                }
-                pp->p = lode_xrealloc(pp->p, (pp->n + 1) * sizeof *pp->p);
-                pp->p[pp->n++] = p;
+            uint32_t nargs = 0;
+            for (uint32_t k = i + 1; k < j; k++, nargs++) {
+                args[nargs].is_cap = st[k].type == TSQueryPredicateStepTypeCapture;
+                args[nargs].cap = st[k].value_id;
+                args[nargs].str = args[nargs].is_cap ? NULL : qstr(lq->q, st[k].value_id, &args[nargs].len);
             }
-            /* else: #set!, #strip!, #select-adjacent!, #is?, ... : directives for
-             * highlighters; they do not filter matches, so they are ignored. */
+            lode_status rc = lode__pred_add(lq, pat, name, nl, args, nargs, err);
+            if (rc != LODE_OK) {
+                lode_free(args);
+                return rc;
+            }
         }
         i = j + 1;
     }
+    lode_free(args);
     return LODE_OK;
 }
 
@@ -323,12 +299,7 @@ lode_query *lode_query_new(const lode_lang *l, const char *src, size_t len, lode
     for (uint32_t i = 0; i < q->n_caps; i++) {
         uint32_t cl;
         const char *cn = ts_query_capture_name_for_id(tq, i, &cl);
-        lode_sym_kind k;
-        if (kind_of(cn, cl, &k)) q->role[i] = (uint8_t)(CR_DEF + k);
-        else if (cl == 4 && memcmp(cn, "name", 4) == 0) q->role[i] = CR_NAME;
-        else if (cl == 6 && memcmp(cn, "import", 6) == 0) q->role[i] = CR_IMPORT;
-        else if (cl == 6 && memcmp(cn, "module", 6) == 0) q->role[i] = CR_MODULE;
-        else if (cl == 3 && memcmp(cn, "_fn", 3) == 0) q->role[i] = CR_FN;
+        q->role[i] = lode__cap_role(cn, cl);
     }
     return q;
 }
@@ -376,7 +347,17 @@ static bool pred_node(const pred *p, const char *src, size_t len, TSNode n, cons
     return p->neg ? !ok : ok;
 }
 
-static bool preds_pass(const lode_query *q, const TSQueryMatch *m, const char *src, size_t len, pcre2_match_data *md) {
+uint8_t lode__cap_role(const char *cn, uint32_t cl) {
+    lode_sym_kind k;
+    if (kind_of(cn, cl, &k)) return (uint8_t)(CR_DEF + k);
+    if (cl == 4 && memcmp(cn, "name", 4) == 0) return CR_NAME;
+    if (cl == 6 && memcmp(cn, "import", 6) == 0) return CR_IMPORT;
+    if (cl == 6 && memcmp(cn, "module", 6) == 0) return CR_MODULE;
+    if (cl == 3 && memcmp(cn, "_fn", 3) == 0) return CR_FN;
+    return CR_NONE;
+}
+
+bool lode__preds_pass(const lode_query *q, const TSQueryMatch *m, const char *src, size_t len, pcre2_match_data *md) {
     const pattern_preds *pp = &q->pp[m->pattern_index];
     for (uint32_t k = 0; k < pp->n; k++) {
         const pred *p = &pp->p[k];
@@ -402,7 +383,7 @@ static void query_run(TSQueryCursor *c, pcre2_match_data *md, const lode_query *
     ts_query_cursor_exec(c, q->q, node);
     TSQueryMatch m;
     while (ts_query_cursor_next_match(c, &m)) {
-        if (!preds_pass(q, &m, src, len, md)) continue;
+        if (!lode__preds_pass(q, &m, src, len, md)) continue;
         if (!fn(ud, q, &m)) break;
     }
 }
@@ -474,9 +455,63 @@ static lode_query *g_builtin[N_LANGS][N_QNAMES];
 static bool g_builtin_done[N_LANGS][N_QNAMES]; /* compiled on first use, each on its own */
 static pthread_mutex_t g_builtin_mu = PTHREAD_MUTEX_INITIALIZER;
 
+static lode_query *g_walk[N_LANGS];     /* the walker's reading of "symbols" (NULL: not expressible) */
+static bool g_walk_done[N_LANGS];
+
 static void free_builtins(void) {
-    for (size_t i = 0; i < N_LANGS; i++)
+    for (size_t i = 0; i < N_LANGS; i++) {
         for (size_t k = 0; k < N_QNAMES; k++) lode_query_free(g_builtin[i][k]), g_builtin[i][k] = NULL;
+        lode_query_free(g_walk[i]), g_walk[i] = NULL;
+    }
+}
+
+/* The text of the "symbols" query: the language's tags, a newline, its
+ * imports (lode_xmalloc'd, NUL-terminated; NULL when it has neither). */
+static char *symbols_text(const lode_lang *l, size_t *n) {
+    const lode__embedded_query *parts[2] = {NULL, NULL};
+    for (size_t e = 0; e < lode__n_queries; e++) {
+        const lode__embedded_query *eq = &lode__queries[e];
+        if (strcmp(eq->lang, l->name) != 0) continue;
+        if (strcmp(eq->name, "tags") == 0) parts[0] = eq;
+        if (strcmp(eq->name, "imports") == 0) parts[1] = eq;
+    }
+    size_t tl = parts[0] ? parts[0]->len : 0, il = parts[1] ? parts[1]->len : 0;
+    if (!tl && !il) return NULL;
+    char *both = lode_xmalloc(tl + il + 2);
+    if (tl) memcpy(both, parts[0]->text, tl);
+    both[tl] = '\n';
+    if (il) memcpy(both + tl + 1, parts[1]->text, il);
+    both[tl + il + 1] = 0;
+    *n = tl + il + 1;
+    return both;
+}
+
+static void register_free(void) {
+    static bool registered;
+    if (!registered) atexit(free_builtins), registered = true;
+}
+
+/* The walker query of l (borrowed, lives forever), built on first use; NULL
+ * when the language's patterns need the query cursor. */
+static const lode_query *walk_query(const lode_lang *l) {
+    size_t li = (size_t)(l - g_langs);
+    if (li >= N_LANGS) return NULL;
+    pthread_mutex_lock(&g_builtin_mu);
+    if (!g_walk_done[li]) {
+        register_free();
+        size_t n;
+        char *text = symbols_text(l, &n);
+        if (text) {
+            lode_error err = {0};
+            g_walk[li] = lode__walk_query(l, text, n, &err);
+            if (!g_walk[li]) lode_log(LODE_LOG_DEBUG, "%s: symbols through the query cursor (%s)", l->name, err.text);
+            lode_free(text);
+        }
+        g_walk_done[li] = true;
+    }
+    const lode_query *q = g_walk[li];
+    pthread_mutex_unlock(&g_builtin_mu);
+    return q;
 }
 
 const lode_query *lode_syntax_query(const lode_lang *l, const char *name) {
@@ -488,28 +523,20 @@ const lode_query *lode_syntax_query(const lode_lang *l, const char *name) {
     if (qi == N_QNAMES) return NULL;
     pthread_mutex_lock(&g_builtin_mu);
     if (!g_builtin_done[li][qi]) {
-        static bool registered;
-        if (!registered) atexit(free_builtins), registered = true;
-        const lode__embedded_query *parts[2] = {NULL, NULL};
+        register_free();
         for (size_t e = 0; e < lode__n_queries; e++) {
             const lode__embedded_query *eq = &lode__queries[e];
             if (strcmp(eq->lang, l->name) != 0) continue;
-            if (strcmp(eq->name, "tags") == 0) parts[0] = eq;
-            if (strcmp(eq->name, "imports") == 0) parts[1] = eq;
             if (qi == 3 || strcmp(eq->name, g_qnames[qi]) != 0) continue;
             lode_error err = {0};
             g_builtin[li][qi] = lode_query_new(l, eq->text, eq->len, &err);
             if (!g_builtin[li][qi]) lode_log(LODE_LOG_ERROR, "built-in %s/%s query: %s", l->name, eq->name, err.text);
         }
-        size_t tl = parts[0] ? parts[0]->len : 0, il = parts[1] ? parts[1]->len : 0;
-        if (qi == 3 && tl + il) {
-            char *both = lode_xmalloc(tl + il + 2);
-            if (tl) memcpy(both, parts[0]->text, tl);
-            both[tl] = '\n';
-            if (il) memcpy(both + tl + 1, parts[1]->text, il);
-            both[tl + il + 1] = 0;
+        size_t n;
+        char *both = qi == 3 ? symbols_text(l, &n) : NULL;
+        if (both) {
             lode_error err = {0};
-            g_builtin[li][3] = lode_query_new(l, both, tl + il + 1, &err);
+            g_builtin[li][3] = lode_query_new(l, both, n, &err);
             if (!g_builtin[li][3]) lode_log(LODE_LOG_ERROR, "built-in %s/symbols query: %s", l->name, err.text);
             lode_free(both);
         }
@@ -744,8 +771,23 @@ lode_status lode_syntax_symbols(const lode_lang *l, const char *src, size_t len,
     return lode_syntax_symbols_with(NULL, l, src, len, tree, out, err);
 }
 
+static lode_status symbols_impl(lode_syntax_scratch *ss, const lode_lang *l, const char *src, size_t len,
+                                const TSTree *tree, lode_file_syms *out, bool reference, lode_error *err);
+
 lode_status lode_syntax_symbols_with(lode_syntax_scratch *ss, const lode_lang *l, const char *src, size_t len,
                                      const TSTree *tree, lode_file_syms *out, lode_error *err) {
+    return symbols_impl(ss, l, src, len, tree, out, false, err);
+}
+
+lode_status lode_syntax_symbols_query(const lode_lang *l, const char *src, size_t len, const TSTree *tree,
+                                      lode_file_syms *out, lode_error *err) {
+    return symbols_impl(NULL, l, src, len, tree, out, true, err);
+}
+
+bool lode_syntax_symbols_walked(const lode_lang *l) { return l && walk_query(l) != NULL; }
+
+static lode_status symbols_impl(lode_syntax_scratch *ss, const lode_lang *l, const char *src, size_t len,
+                                const TSTree *tree, lode_file_syms *out, bool reference, lode_error *err) {
     if (!out) return lode_error_set(err, LODE_ERR_INVALID_ARG, "lode_syntax_symbols: out is NULL");
     memset(out, 0, sizeof *out);
     if (!l || (!src && len)) return lode_error_set(err, LODE_ERR_INVALID_ARG, "lode_syntax_symbols: bad arguments");
@@ -759,8 +801,13 @@ lode_status lode_syntax_symbols_with(lode_syntax_scratch *ss, const lode_lang *l
     TSNode root = ts_tree_root_node(tree);
     sym_ctx sc = {.l = l, .src = src, .len = len, .body = ts_language_field_id_for_name(ts_tree_language(tree), "body", 4)};
     if (ss) sc.syms = ss->syms, sc.cap = ss->cap, sc.imps = ss->imps, sc.icap = ss->icap;
-    const lode_query *both = lode_syntax_query(l, "symbols");
-    if (both && ss) query_run(ss->qc, ss->md, both, root, src, len, 0, UINT32_MAX, on_symbol, &sc);
+    const lode_query *wq = reference ? NULL : walk_query(l);
+    const lode_query *both = wq ? NULL : lode_syntax_query(l, "symbols");
+    if (wq) {
+        pcre2_match_data *md = ss ? ss->md : pcre2_match_data_create(1, NULL);
+        lode__walk_run(wq, root, src, len, md, on_symbol, &sc);
+        if (!ss) pcre2_match_data_free(md);
+    } else if (both && ss) query_run(ss->qc, ss->md, both, root, src, len, 0, UINT32_MAX, on_symbol, &sc);
     else if (both) lode_query_run(both, root, src, len, 0, UINT32_MAX, on_symbol, &sc);
     if (own) ts_tree_delete(own);
 

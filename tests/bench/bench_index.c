@@ -5,10 +5,15 @@
  *   bench_index gen DIR N          generate a mixed-language repository of N files under DIR
  *   bench_index index ROOT...      cold scan (no cache), then a restart from the disk cache
  *   bench_index reparse LINES      one-character edits in a LINES-line C and Python file
+ *   bench_index phases ROOT        per-phase CPU time over every file under ROOT held in memory:
+ *                                  parse, tree delete, walker and query-cursor extraction
+ *   bench_index compare PATH...    the table-driven extractor against the query cursor on every
+ *                                  file of a known language under PATH (exit 1 on any difference)
  *
  * Everything runs on one thread, so files/s is per core. Output: one JSON
  * object per line.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +175,193 @@ static int bench_index(const char *const *roots, size_t n_roots) {
     return 0;
 }
 
+/* ---- compare: walker vs query cursor ------------------------------------------------ */
+/* One line per definition and import, every field. */
+static char *dump_syms(const lode_file_syms *fs, size_t *n) {
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, n);
+    for (size_t i = 0; i < fs->n_syms; i++) {
+        const lode_sym *s = &fs->syms[i];
+        fprintf(f, "sym %s %s %u %u %u %u %u %d\n", lode_sym_kind_name(s->kind), s->name, s->start, s->end, s->sig_end,
+                s->name_start, s->line, s->parent);
+    }
+    for (size_t i = 0; i < fs->n_imports; i++) {
+        const lode_import *m = &fs->imports[i];
+        fprintf(f, "imp [%s] [%s] %u %u %u %d\n", m->text, m->module, m->start, m->end, m->line, m->system);
+    }
+    fclose(f);
+    return buf;
+}
+
+typedef struct cmp_stats {
+    size_t files, same, differ, defs, imports;
+} cmp_stats;
+
+static void compare_file(const char *path, cmp_stats *st) {
+    const lode_lang *l = lode_lang_for_path(path);
+    if (!l) return;
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    char *src = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&src, &len);
+    char buf[65536];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, k, m);
+    fclose(f);
+    fclose(m);
+    if (len > (1u << 20) || memchr(src, 0, len < 8192 ? len : 8192)) {
+        free(src);
+        return;
+    }
+    TSTree *t = lode_syntax_parse(l, src, len);
+    lode_file_syms a = {0}, b = {0};
+    if (t && lode_syntax_symbols(l, src, len, t, &a, NULL) == LODE_OK &&
+        lode_syntax_symbols_query(l, src, len, t, &b, NULL) == LODE_OK) {
+        size_t na, nb;
+        char *da = dump_syms(&a, &na), *db = dump_syms(&b, &nb);
+        st->files++;
+        st->defs += b.n_syms, st->imports += b.n_imports;
+        if (na == nb && memcmp(da, db, na) == 0) {
+            st->same++;
+        } else {
+            st->differ++;
+            if (st->differ <= 20) fprintf(stderr, "DIFF %s\n--- walker\n%s--- query\n%s", path, da, db);
+        }
+        free(da);
+        free(db);
+    }
+    lode_file_syms_clear(&a);
+    lode_file_syms_clear(&b);
+    if (t) ts_tree_delete(t);
+    free(src);
+}
+
+static void compare_tree(const char *path, cmp_stats *st, int depth) {
+    struct stat s;
+    if (lstat(path, &s) != 0) return;
+    if (S_ISREG(s.st_mode)) {
+        compare_file(path, st);
+        return;
+    }
+    if (!S_ISDIR(s.st_mode) || depth > 32) return;
+    DIR *d = opendir(path);
+    if (!d) return;
+    struct dirent *e;
+    char sub[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, ".git")) continue;
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        compare_tree(sub, st, depth + 1);
+    }
+    closedir(d);
+}
+
+static int bench_compare(char **paths, int n) {
+    cmp_stats st = {0};
+    for (int i = 0; i < n; i++) compare_tree(paths[i], &st, 0);
+    printf("{\"compare_files\": %zu, \"same\": %zu, \"differ\": %zu, \"defs\": %zu, \"imports\": %zu, \"walked\": \"",
+           st.files, st.same, st.differ, st.defs, st.imports);
+    for (size_t i = 0; i < lode_lang_count(); i++)
+        if (lode_syntax_symbols_walked(lode_lang_at(i))) printf("%s%s", i ? " " : "", lode_lang_name(lode_lang_at(i)));
+    printf("\"}\n");
+    return st.differ ? 1 : 0;
+}
+
+/* ---- phases -------------------------------------------------------------------------- */
+typedef struct mfile {
+    const lode_lang *l;
+    char *src;
+    size_t len;
+} mfile;
+
+typedef struct mset {
+    mfile *f;
+    size_t n, cap;
+} mset;
+
+static void load_tree(const char *path, mset *ms, int depth) {
+    struct stat s;
+    if (lstat(path, &s) != 0) return;
+    if (S_ISDIR(s.st_mode) && depth < 32) {
+        DIR *d = opendir(path);
+        if (!d) return;
+        struct dirent *e;
+        char sub[4096];
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] == '.') continue;
+            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+            load_tree(sub, ms, depth + 1);
+        }
+        closedir(d);
+        return;
+    }
+    const lode_lang *l = S_ISREG(s.st_mode) ? lode_lang_for_path(path) : NULL;
+    if (!l || s.st_size > (1 << 20)) return;
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    char *src = malloc((size_t)s.st_size + 1);
+    size_t n = fread(src, 1, (size_t)s.st_size, f);
+    fclose(f);
+    if (ms->n == ms->cap) ms->cap = ms->cap ? ms->cap * 2 : 1024, ms->f = realloc(ms->f, ms->cap * sizeof *ms->f);
+    ms->f[ms->n++] = (mfile){l, src, n};
+}
+
+static int bench_phases(const char *root) {
+    mset ms = {0};
+    load_tree(root, &ms, 0);
+    TSTree **trees = calloc(ms.n ? ms.n : 1, sizeof *trees);
+    lode_syntax_scratch *ss = lode_syntax_scratch_new();
+    /* warm-up: parsers made, walker tables and queries built */
+    for (size_t i = 0; i < ms.n && i < 64; i++) {
+        lode_file_syms fs;
+        lode_syntax_symbols_with(ss, ms.f[i].l, ms.f[i].src, ms.f[i].len, NULL, &fs, NULL);
+        lode_file_syms_clear(&fs);
+        TSTree *t = lode_syntax_parse(ms.f[i].l, ms.f[i].src, ms.f[i].len);
+        lode_syntax_symbols_query(ms.f[i].l, ms.f[i].src, ms.f[i].len, t, &fs, NULL);
+        lode_file_syms_clear(&fs);
+        ts_tree_delete(t);
+    }
+    /* One file at a time, as a scan does (parse, extract, delete), each phase
+     * timed on its own; the query cursor runs on the same trees. */
+    TSParser *ps[64] = {0};
+    double tp = 0, tw = 0, tq = 0, td = 0;
+    size_t defs_w = 0, defs_q = 0;
+    for (size_t i = 0; i < ms.n; i++) {
+        size_t li = 0;
+        while (lode_lang_at(li) != ms.f[i].l) li++;
+        if (!ps[li]) ps[li] = ts_parser_new(), ts_parser_set_language(ps[li], lode_lang_ts(ms.f[i].l));
+        lode_file_syms fs;
+        double c0 = cpu_s();
+        TSTree *t = ts_parser_parse_string(ps[li], NULL, ms.f[i].src, (uint32_t)ms.f[i].len);
+        double c1 = cpu_s();
+        lode_syntax_symbols_with(ss, ms.f[i].l, ms.f[i].src, ms.f[i].len, t, &fs, NULL);
+        double c2 = cpu_s();
+        defs_w += fs.n_syms;
+        lode_file_syms_clear(&fs);
+        double c3 = cpu_s();
+        lode_syntax_symbols_query(ms.f[i].l, ms.f[i].src, ms.f[i].len, t, &fs, NULL);
+        double c4 = cpu_s();
+        defs_q += fs.n_syms;
+        lode_file_syms_clear(&fs);
+        double c5 = cpu_s();
+        ts_tree_delete(t);
+        double c6 = cpu_s();
+        tp += c1 - c0, tw += c2 - c1, tq += c4 - c3, td += c6 - c5;
+    }
+    (void)trees;
+    printf("{\"files\": %zu, \"parse_cpu_s\": %.3f, \"walker_cpu_s\": %.3f, \"query_cpu_s\": %.3f, \"delete_cpu_s\": %.3f, "
+           "\"defs_walker\": %zu, \"defs_query\": %zu}\n",
+           ms.n, tp, tw, tq, td, defs_w, defs_q);
+    for (size_t i = 0; i < 64; i++)
+        if (ps[i]) ts_parser_delete(ps[i]);
+    lode_syntax_scratch_free(ss);
+    for (size_t i = 0; i < ms.n; i++) free(ms.f[i].src);
+    free(ms.f);
+    free(trees);
+    return 0;
+}
+
 /* ---- reparse ------------------------------------------------------------------------ */
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -234,6 +426,8 @@ int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "gen")) return gen(argv[2], atoi(argv[3]));
     if (argc >= 3 && !strcmp(argv[1], "index")) return bench_index((const char *const *)argv + 2, (size_t)argc - 2);
     if (argc >= 3 && !strcmp(argv[1], "reparse")) return bench_reparse(atoi(argv[2]));
-    fprintf(stderr, "usage: bench_index gen DIR N | index ROOT... | reparse LINES\n");
+    if (argc >= 3 && !strcmp(argv[1], "compare")) return bench_compare(argv + 2, argc - 2);
+    if (argc >= 3 && !strcmp(argv[1], "phases")) return bench_phases(argv[2]);
+    fprintf(stderr, "usage: bench_index gen DIR N | index ROOT... | reparse LINES | compare PATH... | phases ROOT\n");
     return 2;
 }

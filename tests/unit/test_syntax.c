@@ -4,6 +4,7 @@
  * reparsing (lode_sdoc) against fresh parses on random edits.
  */
 #include <criterion/criterion.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -641,4 +642,161 @@ Test(syntax, sdoc_edges) {
     lode_sdoc_free(d);
     lode_sdoc_free(NULL);
     cr_assert_null(lode_sdoc_new(NULL, "", 0));
+}
+
+/* ---- the table-driven walker against the query cursor ------------------------- */
+/* Every field of every definition and import, one line each. */
+static char *dump_fs(const lode_file_syms *fs) {
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    for (size_t i = 0; i < fs->n_syms; i++) {
+        const lode_sym *s = &fs->syms[i];
+        fprintf(f, "sym %s %s %u %u %u %u %u %d\n", lode_sym_kind_name(s->kind), s->name, s->start, s->end, s->sig_end,
+                s->name_start, s->line, s->parent);
+    }
+    for (size_t i = 0; i < fs->n_imports; i++) {
+        const lode_import *m = &fs->imports[i];
+        fprintf(f, "imp [%s] [%s] %u %u %u %d\n", m->text, m->module, m->start, m->end, m->line, m->system);
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Both extractors on the same tree; returns the number of definitions. */
+static size_t expect_same(const lode_lang *l, const char *src, size_t n, const char *what) {
+    TSTree *t = lode_syntax_parse(l, src, n);
+    cr_assert(t);
+    lode_file_syms a, b;
+    cr_assert_eq(lode_syntax_symbols(l, src, n, t, &a, NULL), LODE_OK);
+    cr_assert_eq(lode_syntax_symbols_query(l, src, n, t, &b, NULL), LODE_OK);
+    char *da = dump_fs(&a), *db = dump_fs(&b);
+    cr_expect_str_eq(da, db, "%s (%s): walker and query cursor differ", what, lode_lang_name(l));
+    size_t defs = b.n_syms;
+    free(da);
+    free(db);
+    lode_file_syms_clear(&a);
+    lode_file_syms_clear(&b);
+    ts_tree_delete(t);
+    return defs;
+}
+
+/* Units in the style of tests/bench/bench_index.c's generator. */
+static const struct { const char *lang, *head, *unit; } k_gen[] = {
+    {"c", "#include <stdio.h>\n#include \"common.h\"\n#define N 3\nenum { A, B };\nstatic int g = 1;\n",
+     "static int item_%d(const int *v, int n) {\n    int s = 0;\n    return s + helper_%d(n) * %d + %d;\n}\n"
+     "typedef struct s%d { int x; } s%d_t;\n"},
+    {"cpp", "#include <vector>\nnamespace gen {\n", "int item_%d(const std::vector<int> &v) { return %d + %d; }\n"
+     "class C%d { public: int get() const; };\nint C%d::get() const { return %d; }\nusing T%d = int;\n"},
+    {"python", "import os\nfrom .common import helper\nX: int = 1\n",
+     "def item_%d(values, n):\n    return helper(%d) + %d\n\nclass K%d:\n    def m(self):\n        return %d\n"},
+    /* the anchored patterns: require's only argument, Lua's first name and value */
+    {"javascript", "import { helper } from \"./common.js\";\nconst fs = require(\"fs\");\nexport const V = 1;\n"
+                   "const a = require(x, \"m\"), b = require(\"n\", 1), c = require(/* c */ \"o\");\n",
+     "export function item_%d(values, n) {\n  return helper(%d, %d);\n}\nclass C%d { m() { return %d; } }\n"
+     "const f%d = () => %d;\n"},
+    {"typescript", "import { helper } from \"./common\";\nexport type Id = string;\n",
+     "export function item_%d(values: number[], n: number): number {\n  return helper(%d) + %d;\n}\n"
+     "interface I%d { m(): number; }\nenum E%d { A }\n"},
+    {"tsx", "import React from \"react\";\n", "export function Item%d() { return <div>{%d + %d}</div>; }\ntype P%d = {};\n"},
+    {"go", "package gen\n\nimport \"fmt\"\n\nconst Max = 1\n",
+     "func Item%d(values []int, n int) int {\n\tfmt.Println(%d)\n\treturn %d\n}\ntype T%d struct{}\n"
+     "func (t T%d) M() int { return %d }\n"},
+    {"rust", "use crate::common::helper;\nmod other;\n",
+     "pub fn item_%d(values: &[i64], n: usize) -> i64 {\n    helper(%d) + %d\n}\nstruct S%d;\n"
+     "impl S%d { fn m(&self) -> i64 { %d } }\nconst C%d: i32 = 1;\n"},
+    {"java", "package gen;\n\nimport java.util.List;\n\npublic class Gen {\n    static final int K = 1;\n",
+     "    public static int item%d(List<Integer> values, int n) {\n        return %d + %d;\n    }\n"},
+    {"lua", "local common = require(\"gen.common\")\nlocal M = {}\nlocal q, M2 = 1, {}\nx, y = 1, function() end\n"
+            "local --[[c]] z = {}\n",
+     "function M.item_%d(values, n)\n  return common.helper(%d) + %d\nend\nlocal function f%d() return %d end\n"},
+    {"bash", "source ./lib.sh\nPREFIX=/usr\n", "item_%d() {\n  echo %d %d\n}\nV%d=%d\n"},
+    {"json", "{\n  \"a\": 1", ",\n  \"k%d\": [%d, %d]"},
+    {"ruby", "require_relative \"common\"\n\nmodule Gen\n",
+     "  def self.item_%d(values, n)\n    helper(%d) + %d\n  end\n  class K%d; def m; %d; end; end\n  C%d = 1\n"},
+};
+
+Test(syntax, walker_every_language_is_table_driven) {
+    /* A language that needs the query cursor would still be right, only
+     * slower; this says which one, so a query change that forces it is seen. */
+    for (size_t i = 0; i < lode_lang_count(); i++)
+        cr_expect(lode_syntax_symbols_walked(lode_lang_at(i)), "%s falls back to the query cursor",
+                  lode_lang_name(lode_lang_at(i)));
+}
+
+Test(syntax, walker_matches_query_cursor) {
+    /* Fixtures, then the same with random deletions (ERROR and MISSING nodes
+     * in every position), then generated files. */
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    size_t defs = 0;
+    for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, FIX "%s", k_cases[i].file);
+        size_t n;
+        char *src = slurp(path, &n);
+        const lode_lang *l = lode_lang_for_path(path);
+        defs += expect_same(l, src, n, k_cases[i].file);
+        char *mut = malloc(n + 1);
+        for (int k = 0; k < 60; k++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            size_t at = (size_t)(rng % (n + 1)), cut = (size_t)((rng >> 32) % 12);
+            if (at + cut > n) cut = n - at;
+            memcpy(mut, src, at);
+            memcpy(mut + at, src + at + cut, n - at - cut);
+            expect_same(l, mut, n - cut, k_cases[i].file);
+        }
+        free(mut);
+        free(src);
+    }
+    for (size_t g = 0; g < sizeof k_gen / sizeof k_gen[0]; g++) {
+        char *buf = NULL;
+        size_t n = 0;
+        FILE *f = open_memstream(&buf, &n);
+        fputs(k_gen[g].head, f);
+        for (int u = 0; u < 12; u++) fprintf(f, k_gen[g].unit, u, u, u, u, u, u, u);
+        if (!strcmp(k_gen[g].lang, "cpp")) fputs("}\n", f);
+        if (!strcmp(k_gen[g].lang, "java") || !strcmp(k_gen[g].lang, "json")) fputs("}\n", f);
+        if (!strcmp(k_gen[g].lang, "ruby")) fputs("end\n", f);
+        fclose(f);
+        const lode_lang *l = lode_lang_for_id(k_gen[g].lang);
+        cr_assert(l, "%s", k_gen[g].lang);
+        size_t d = expect_same(l, buf, n, "generated");
+        cr_expect(d >= 12, "%s: only %zu definitions in the generated file", k_gen[g].lang, d);
+        defs += d;
+        free(buf);
+    }
+    cr_assert(defs > 200);
+}
+
+/* A real corpus: lode's own sources, the grammar packages' JS/TS/C/Rust/Go
+ * bindings and tests, and (where installed) kernel and C++ headers; capped
+ * per root so the test stays short (bench_index compare runs the whole lot). */
+static size_t g_corpus_files, g_corpus_cap, g_corpus_defs;
+
+static int corpus_visit(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)ftw;
+    if (type != FTW_F || st->st_size > 256 * 1024 || g_corpus_files >= g_corpus_cap) return 0;
+    if (strstr(path, "/src/parser.c") || strstr(path, "/.git/")) return 0; /* generated tables */
+    const lode_lang *l = lode_lang_for_path(path);
+    if (!l) return 0;
+    size_t n;
+    char *src = slurp(path, &n);
+    if (!memchr(src, 0, n)) g_corpus_defs += expect_same(l, src, n, path), g_corpus_files++;
+    free(src);
+    return 0;
+}
+
+Test(syntax, walker_matches_query_cursor_on_a_corpus, .timeout = 300) {
+    static const struct { const char *root; size_t cap; } roots[] = {
+        {"lsp", 400},  {"engine", 400}, {"daemon", 200}, {"tests", 400}, {"grammars/node_modules", 600},
+        {"/usr/include/linux", 150}, {"/usr/include/c++/12/bits", 100}, {"/usr/lib/python3/dist-packages/_pytest", 60},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
+        g_corpus_files = 0, g_corpus_cap = roots[i].cap;
+        nftw(roots[i].root, corpus_visit, 16, FTW_PHYS);
+        total += g_corpus_files;
+    }
+    cr_log_info("walker vs query cursor: %zu files, %zu definitions", total, g_corpus_defs);
+    cr_assert(total >= 100, "corpus too small (%zu files)", total);
 }
