@@ -33,6 +33,15 @@ TS_CFLAGS := $(shell pkg-config --cflags tree-sitter 2>/dev/null)
 TS_LIBDIR := $(shell pkg-config --variable=libdir tree-sitter 2>/dev/null)
 TS_STATIC := $(wildcard $(TS_LIBDIR)/libtree-sitter.a)
 TS_LIBS := $(if $(TS_STATIC),$(TS_STATIC),$(shell pkg-config --libs tree-sitter 2>/dev/null))
+# Better still: Debian's own source of that library (tools/deps.sh fetches it
+# with `apt-get source` into TS_SRC), compiled as one unit (lib/src/lib.c,
+# TS_LIB_OPT: -O3, and NDEBUG, since Debian's build keeps the asserts) into
+# libgrammars.a. The archive (or the .so) stays the fallback without it.
+TS_SRC ?= build/tree-sitter-src
+TS_LIB_C := $(wildcard $(TS_SRC)/lib/src/lib.c)
+ifneq ($(TS_LIB_C),)
+  TS_LIBS :=
+endif
 
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS += -Iengine -Idaemon -Ilsp -Ikernels -D_GNU_SOURCE
@@ -71,15 +80,23 @@ GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
 NVCCFLAGS ?= -O3 -std=c++17 $(GENCODE) -Xcompiler -fPIC -Iengine -Ikernels
 
 # ---- tree-sitter grammars (grammars/, fetched by `make deps`) -------------
-# parser.c/scanner.c of each pinned npm grammar, compiled once with -O2 -w and
-# no sanitizers (shared by build/ and build-san/), plus the embedded query
-# files, into one archive linked into lode and the tests.
+# parser.c/scanner.c of each pinned npm grammar, compiled once with
+# GRAMMAR_OPT -w and no sanitizers (shared by build/ and build-san/), plus the
+# embedded query files (and the tree-sitter runtime when TS_SRC has it), into
+# one archive linked into lode and the tests.
 GRAMMAR_NM := grammars/node_modules
-GRAMMAR_OUT := build/grammars
+# -O3 measured no faster than -O2 for the generated parsers (docs/context.md).
+GRAMMAR_OPT ?= -O2
+TS_LIB_OPT ?= -O3 -DNDEBUG
+GRAMMAR_OUT ?= build/grammars
+# Stamps named after the flags: changing them rebuilds the objects.
+GRAMMAR_STAMP := $(GRAMMAR_OUT)/.opt$(subst $() ,,$(GRAMMAR_OPT))
+TS_LIB_STAMP := $(GRAMMAR_OUT)/.tsopt$(subst $() ,,$(TS_LIB_OPT))
 GRAMMAR_SRC := $(sort $(wildcard $(GRAMMAR_NM)/tree-sitter-*/src/parser.c $(GRAMMAR_NM)/tree-sitter-*/src/scanner.c \
     $(GRAMMAR_NM)/tree-sitter-*/*/src/parser.c $(GRAMMAR_NM)/tree-sitter-*/*/src/scanner.c \
     $(GRAMMAR_NM)/@tree-sitter-grammars/tree-sitter-*/src/parser.c $(GRAMMAR_NM)/@tree-sitter-grammars/tree-sitter-*/src/scanner.c))
-GRAMMAR_OBJ := $(GRAMMAR_SRC:$(GRAMMAR_NM)/%.c=$(GRAMMAR_OUT)/%.o) $(GRAMMAR_OUT)/queries.o
+GRAMMAR_OBJ := $(GRAMMAR_SRC:$(GRAMMAR_NM)/%.c=$(GRAMMAR_OUT)/%.o) $(GRAMMAR_OUT)/queries.o \
+    $(if $(TS_LIB_C),$(GRAMMAR_OUT)/tree-sitter-lib.o)
 GRAMMAR_LIB := $(GRAMMAR_OUT)/libgrammars.a
 GRAMMAR_QUERIES := $(sort $(wildcard $(GRAMMAR_NM)/*/queries/*.scm $(GRAMMAR_NM)/*/*/queries/*.scm grammars/queries/*/*.scm))
 LDLIBS := $(GRAMMAR_LIB) $(LDLIBS)
@@ -97,6 +114,7 @@ features:
 	@command -v $(CC) >/dev/null && echo "✓ C compiler: $(CC)" || echo "✗ C compiler $(CC) not found"
 	@pkg-config --exists $(PKGS) && echo "✓ jansson, libuv, pcre2" || echo "✗ jansson/libuv/pcre2 missing: run 'make deps'"
 	@pkg-config --exists tree-sitter && echo "✓ tree-sitter" || echo "✗ tree-sitter missing: run 'make deps'"
+	@if [ -n "$(TS_LIB_C)" ]; then echo "✓ tree-sitter runtime built from Debian's source ($(TS_SRC), $(TS_LIB_OPT))"; else echo "✗ tree-sitter source not in $(TS_SRC) ('make deps' fetches it): linking $(or $(TS_LIBS),the library)"; fi
 	@test -d $(GRAMMAR_NM) && echo "✓ tree-sitter grammars ($(GRAMMAR_NM))" || echo "✗ $(GRAMMAR_NM) missing (tree-sitter grammars): run 'make deps'"
 	@if [ -n "$(HAVE_CUDA)" ]; then echo "✓ nvcc: $(NVCC) (CUDA backend, sm $(CUDA_ARCHS))"; elif [ -n "$(CUDA_MISSING)" ]; then echo "✗ CUDA: $(CUDA_MISSING): CPU-only build"; else echo "✗ nvcc not found: CPU-only build"; fi
 	@grep -q avx512f /proc/cpuinfo && echo "✓ CPU AVX-512 (kernels dispatch at run time)" || echo "✗ CPU AVX-512 not present (AVX2/scalar paths used)"
@@ -114,9 +132,18 @@ $(BUILD)/%.o: %.cu
 $(GRAMMAR_NM)/tree-sitter-c/package.json:
 	@echo "✗ grammars/node_modules is missing (tree-sitter grammars): run 'make deps' (npm ci in grammars/)" >&2; exit 1
 
-$(GRAMMAR_OUT)/%.o: $(GRAMMAR_NM)/%.c | $(GRAMMAR_NM)/tree-sitter-c/package.json
+$(GRAMMAR_STAMP) $(TS_LIB_STAMP):
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -O2 -g0 -w -fPIC -I$(dir $<) -c $< -o $@
+	@rm -f $(GRAMMAR_OUT)/$(firstword $(subst -, ,$(notdir $@)))*
+	@touch $@
+
+$(GRAMMAR_OUT)/%.o: $(GRAMMAR_NM)/%.c $(GRAMMAR_STAMP) | $(GRAMMAR_NM)/tree-sitter-c/package.json
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(GRAMMAR_OPT) -g0 -w -fPIC -I$(dir $<) -c $< -o $@
+
+$(GRAMMAR_OUT)/tree-sitter-lib.o: $(TS_LIB_C) $(TS_LIB_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(TS_LIB_OPT) -g0 -w -fPIC -I$(TS_SRC)/lib/include -I$(TS_SRC)/lib/src -c $< -o $@
 
 $(GRAMMAR_OUT)/queries.c: grammars/embed_queries.py $(GRAMMAR_QUERIES) | $(GRAMMAR_NM)/tree-sitter-c/package.json
 	@mkdir -p $(dir $@)
