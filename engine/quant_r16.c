@@ -81,40 +81,53 @@ static void q4k_encode_scales(const uint8_t sc[8], const uint8_t m[8], uint8_t o
     }
 }
 
-/* 16 plain rows (rs bytes apart) -> one group of records. */
+static inline uint32_t rd32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* 16 plain rows (rs bytes apart) -> one group of records, 32 bits at a
+ * time (the load-time cost: a few instructions per 4 weights). */
 static void pack_group(lode_type t, const char *src, size_t rs, int64_t nb, char *dst) {
     if (t == LODE_TYPE_Q8_0) {
         r16_q8_0 *o = (r16_q8_0 *)dst;
-        for (int64_t b = 0; b < nb; b++)
-            for (int r = 0; r < R16; r++) {
-                const lode_block_q8_0 *w = (const lode_block_q8_0 *)(src + (size_t)r * rs) + b;
-                o[b].d[r] = w->d;
-                for (int e = 0; e < 32; e++) o[b].q[e / 4][4 * r + e % 4] = (uint8_t)(w->qs[e] + 128);
+        for (int r = 0; r < R16; r++) {
+            const lode_block_q8_0 *w = (const lode_block_q8_0 *)(src + (size_t)r * rs);
+            for (int64_t b = 0; b < nb; b++) {
+                o[b].d[r] = w[b].d;
+                for (int s = 0; s < 8; s++) {
+                    const uint32_t v = rd32(w[b].qs + 4 * s) ^ 0x80808080u; /* + 128 per byte */
+                    memcpy(&o[b].q[s][4 * r], &v, 4);
+                }
             }
+        }
         return;
     }
     r16_q4_k *o = (r16_q4_k *)dst;
-    for (int64_t b = 0; b < nb; b++)
-        for (int r = 0; r < R16; r++) {
-            const lode_block_q4_k *w = (const lode_block_q4_k *)(src + (size_t)r * rs) + b;
+    for (int r = 0; r < R16; r++) {
+        const lode_block_q4_k *w = (const lode_block_q4_k *)(src + (size_t)r * rs);
+        for (int64_t b = 0; b < nb; b++) {
             uint32_t s0 = 0, s1 = 0, s2 = 0;
             for (int j = 0; j < 8; j++) {
                 uint8_t sc, m;
-                lode_q4k_scale_min(j, w->scales, &sc, &m);
+                lode_q4k_scale_min(j, w[b].scales, &sc, &m);
                 s0 |= (uint32_t)(sc & 15) << (4 * j);
                 s1 |= (uint32_t)(m & 15) << (4 * j);
                 s2 |= (uint32_t)(sc >> 4) << (2 * j) | (uint32_t)(m >> 4) << (16 + 2 * j);
-                for (int u = 0; u < 4; u++)
-                    for (int k = 0; k < 4; k++) {
-                        const int l = 8 * u + k; /* column within the sub-block */
-                        const uint8_t *qs = w->qs + 32 * (j / 2);
-                        const int lo = j & 1 ? qs[l] >> 4 : qs[l] & 15, hi = j & 1 ? qs[l + 4] >> 4 : qs[l + 4] & 15;
-                        o[b].q[4 * j + u][4 * r + k] = (uint8_t)(lo | hi << 4);
-                    }
+                /* sub-block j: nibble j & 1 of qs[32 (j / 2) + l] */
+                const uint8_t *qs = w[b].qs + 32 * (j / 2);
+                for (int u = 0; u < 4; u++) {
+                    const uint32_t a = rd32(qs + 8 * u), c = rd32(qs + 8 * u + 4);
+                    const uint32_t v = j & 1 ? ((a >> 4) & 0x0F0F0F0Fu) | (c & 0xF0F0F0F0u)
+                                             : (a & 0x0F0F0F0Fu) | ((c & 0x0F0F0F0Fu) << 4);
+                    memcpy(&o[b].q[4 * j + u][4 * r], &v, 4);
+                }
             }
             o[b].sc[0][r] = s0, o[b].sc[1][r] = s1, o[b].sc[2][r] = s2;
-            o[b].d[r] = w->d, o[b].dmin[r] = w->dmin;
+            o[b].d[r] = w[b].d, o[b].dmin[r] = w[b].dmin;
         }
+    }
 }
 
 /* One group of records -> 16 plain rows. */
