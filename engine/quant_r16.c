@@ -312,7 +312,9 @@ AI512 void k_q4_k(const char *G, size_t gb, int64_t nsb, const lode_block_q8k *x
 #pragma GCC unroll 4
                 for (int r = 0; r < RB; r++) {
                     const __m512i w = _mm512_loadu_si512(((const r16_q4_k *)(G + r * gb))[i].q[4 * j + u]);
-                    _mm_prefetch((const char *)((const r16_q4_k *)(G + r * gb))[i].q[4 * j + u] + PF_DIST, _MM_HINT_T0);
+                    const char *rec = (const char *)&((const r16_q4_k *)(G + r * gb))[i];
+                    _mm_prefetch(rec + PF_DIST + 64 * (4 * j + u), _MM_HINT_T0);
+                    if (u == 0 && j < 4) _mm_prefetch(rec + PF_DIST + 2048 + 64 * j, _MM_HINT_T0);
                     lo[r] = _mm512_and_si512(w, m4);
                     hi[r] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
                 }
