@@ -21,6 +21,11 @@ PEAK=$("$BUILD/peakprobe" "$THREADS")
 echo "memory read bandwidth ($THREADS threads): $BW GB/s"
 echo "arithmetic peak ($THREADS threads): $PEAK"
 echo
+echo "## row kernels (tests/bench/bench_quant.c, 1 thread): 4096 x 4096 (weights in cache), 131072 x 2048 (from memory)"
+echo "(int8: the int8-activation kernels on plain rows; r16: on the load-time 16-row layout, what lode runs for Q8_0/Q4_K)"
+"$BUILD/bench_quant" 4096 4096
+"$BUILD/bench_quant" 131072 2048 | tail -n +3
+echo
 echo "## model: DeepSeek-Coder-V2-Lite shape (random weights), $THREADS threads, pp$PP / tg$TG, mean of $REPS (llama.cpp: best of $REPS)"
 # lode runs twice per file: the int8-activation kernels (the default) and the
 # exact-f32 kernels (LODE_INT8=0). Both read the weights into memory at load
