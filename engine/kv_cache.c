@@ -147,3 +147,27 @@ int32_t lode__kv_append(lode_kv *kv, int32_t s) {
     q->cells[q->len++] = c;
     return c;
 }
+
+lode_status lode_kv_seq_fill_synthetic(lode_kv *kv, int32_t seq, int64_t n, uint64_t seed, lode_error *err) {
+    if (!seq_valid(kv, seq) || n < 0)
+        return lode_error_set(err, LODE_ERR_INVALID_ARG, "lode_kv_seq_fill_synthetic: bad sequence or count");
+    if (kv->cuda)
+        return lode_error_set(err, LODE_ERR_UNSUPPORTED, "a synthetic fill needs a CPU KV cache (this one is on the device)");
+    if (n > kv->n_free)
+        return lode_error_set(err, LODE_ERR_NOMEM, "KV cache full: %lld free cells, %lld asked", (long long)kv->n_free,
+                              (long long)n);
+    if (!lode__kv_seq_reserve(kv, seq, kv->seqs[seq].len + n))
+        return lode_error_set(err, LODE_ERR_NOMEM, "out of memory growing the sequence");
+    uint64_t r = seed | 1;
+    for (int64_t i = 0; i < n; i++) {
+        const int32_t c = lode__kv_append(kv, seq);
+        for (int64_t l = 0; l < kv->n_layer; l++) {
+            float *row = lode__kv_row(kv, l, c);
+            for (int64_t j = 0; j < kv->width; j++) {
+                r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                row[j] = (float)(int32_t)(r >> 32) * (1.0f / 2147483648.0f); /* uniform in [-1, 1) */
+            }
+        }
+    }
+    return LODE_OK;
+}

@@ -124,6 +124,11 @@ void lode_kv_seq_free(lode_kv *kv, int32_t seq);
 int64_t lode_kv_seq_len(const lode_kv *kv, int32_t seq);
 /* Keep the first n_pos tokens (rollback); n_pos >= len is a no-op. */
 lode_status lode_kv_seq_truncate(lode_kv *kv, int32_t seq, int64_t n_pos);
+/* Append n cells of pseudo-random values (uniform in [-1, 1), from seed) to
+ * seq, as if n tokens had been evaluated: for measuring decode over a long
+ * cache without a long prefill (lode bench --fill synthetic); the speed of
+ * attention does not depend on the values. CPU caches only. */
+lode_status lode_kv_seq_fill_synthetic(lode_kv *kv, int32_t seq, int64_t n, uint64_t seed, lode_error *err);
 
 /* ---- evaluation ------------------------------------------------------
  * A batch of n tokens; token i is appended to sequence seq[i] at the next

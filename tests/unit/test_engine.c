@@ -61,6 +61,42 @@ Test(engine, kv_fork_truncate_refcounts) {
     done(m);
 }
 
+/* lode bench --fill synthetic: the cells count as evaluated positions (the
+ * next token lands after them, the cache accounting holds, the logits that
+ * follow are finite), and an over-full fill is refused without change. */
+Test(engine, kv_fill_synthetic) {
+    lode_model *m = tiny("tiny-v2lite");
+    lode_kv *kv;
+    lode_error err = {0};
+    cr_assert_eq(lode_kv_new(m, 32, &kv, &err), LODE_OK);
+    int32_t a = lode_kv_seq_new(kv);
+    cr_assert_eq(lode_kv_seq_fill_synthetic(kv, a, 20, 7, &err), LODE_OK, "%s", err.text);
+    cr_assert_eq(lode_kv_seq_len(kv, a), 20);
+    cr_assert_eq(lode_kv_n_free(kv), 12);
+    cr_assert_neq(lode_kv_seq_fill_synthetic(kv, a, 13, 7, &err), LODE_OK);
+    cr_assert(strstr(err.text, "KV cache full"), "%s", err.text);
+    cr_assert_eq(lode_kv_seq_len(kv, a), 20, "a refused fill changes nothing");
+    lode_batch b = {2, TOK, NULL, a, NULL};
+    float *lg = malloc(sizeof(float) * 512 * 2);
+    cr_assert_eq(lode_model_eval(m, kv, &b, lg, &err), LODE_OK, "%s", err.text);
+    cr_assert_eq(lode_kv_seq_len(kv, a), 22);
+    for (int i = 0; i < 2 * 512; i++) cr_assert(isfinite(lg[i]), "logit %d not finite after a synthetic fill", i);
+    /* the same as 22 positions whose first 20 hold those values: a fork of
+     * the filled prefix gives the same logits for the same 2 tokens */
+    int32_t f = lode_kv_seq_fork(kv, a, 20);
+    float *lg2 = malloc(sizeof(float) * 512 * 2);
+    lode_batch b2 = {2, TOK, NULL, f, NULL};
+    cr_assert_eq(lode_model_eval(m, kv, &b2, lg2, &err), LODE_OK, "%s", err.text);
+    cr_assert_eq(memcmp(lg, lg2, sizeof(float) * 512 * 2), 0);
+    lode_kv_seq_free(kv, f);
+    lode_kv_seq_free(kv, a);
+    cr_assert_eq(lode_kv_n_free(kv), 32);
+    free(lg);
+    free(lg2);
+    lode_kv_free(kv);
+    done(m);
+}
+
 Test(engine, failed_eval_leaves_cache_unchanged) {
     lode_model *m = tiny("tiny-v2lite");
     lode_kv *kv;
