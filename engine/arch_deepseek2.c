@@ -128,54 +128,136 @@ typedef struct {
     int64_t nq, nk;
 } attn_ctx;
 
-/* Absorbed form, one (query, group of ABS_HG heads) per task: the group's
- * scores are one strided GEMM over the cached latents (each latent row read
- * once for all the group's heads, not once per head), and the weighted sum
- * walks the keys once, adding each row to every head's sum while it is in
- * L1. */
-#define ABS_HG 8
-static void attn_absorbed_task(void *ctx, int64_t task) {
-    const attn_ctx *a = ctx;
+/* Absorbed form (decode and small batches), flash-decoding style in three
+ * pool runs, so each cached latent row is read from memory once per query
+ * for all heads:
+ *   1. per (query, head): q̃_h = W_UK_hᵀ q_nope,h;
+ *   2. per (query, chunk of keys): every head's scores over the chunk, in
+ *      blocks of ABS_SB keys (strided GEMMs, lode__kv_dots) with an online
+ *      softmax (running max and sum per head) and the weighted latent sums
+ *      of the same block while it is still in cache (lode__kv_weighted_sum);
+ *   3. per (query, head): the chunks merged (rescaled to the common max) and
+ *      o_h = W_UV_h (latent sum / total weight).
+ * Chunks split one query's keys over the threads (decode has one query);
+ * with as many queries as threads a query is one chunk. */
+#define ABS_SB 64   /* keys per block: 64 latent rows (147 KB) stay in L2 */
+#define ABS_MIN_CHUNK 16
+
+typedef struct {
+    const attn_ctx *a;
+    float *qt;   /* [nq][nh][dc] */
+    float *part; /* [nq][nch][nh][dc + 2]: latent sums, then max and sum of weights per head */
+    int64_t nch, chunk;
+} abs_ctx;
+
+static void abs_qt_task(void *ctx, int64_t task) {
+    const abs_ctx *b = ctx;
+    const attn_ctx *a = b->a;
     const lode_config *c = &a->m->cfg;
     const int64_t nh = c->n_head, dn = c->qk_nope_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
-    const int64_t dr = c->qk_rope_dim, dqk = dn + dr, ng = (nh + ABS_HG - 1) / ABS_HG;
-    const int64_t qi = a->toks[task / ng], h0 = (task % ng) * ABS_HG;
-    const int64_t hn = nh - h0 < ABS_HG ? nh - h0 : ABS_HG;
-    const float *q = a->q + qi * nh * dqk + h0 * dqk;
-    const int64_t nk = a->p->pos[qi] + 1;
-    float *qt = lode__tl_scratch(0, (size_t)(hn * dc));
-    float *lat = lode__tl_scratch(1, (size_t)(hn * dc));
-    float *s = lode__tl_scratch(2, (size_t)(hn * nk));
+    const int64_t dqk = dn + c->qk_rope_dim, i = task / nh, h = task % nh;
+    const float *q = a->q + a->toks[i] * nh * dqk + h * dqk;
+    float *qt = b->qt + (i * nh + h) * dc;
     const lode_layer *L = a->L;
-    /* q̃_h = W_UK_hᵀ q_nope,h */
-    for (int64_t g = 0; g < hn; g++) {
-        const int64_t h = h0 + g;
-        if (L->split_kvb) {
-            lode_mat v = lode_mat_rows(L->wk_b, h * dc, dc);
-            lode_matvec_rows(v.type, v.data, v.cols, q + g * dqk, qt + g * dc, 0, dc);
-        } else {
-            lode_mat v = lode_mat_rows(L->wkv_b, h * (dn + dv), dn);
-            lode__matmul_t(a->m, &v, q + g * dqk, dn, 1, qt + g * dc, dc);
+    if (L->split_kvb) {
+        lode_mat v = lode_mat_rows(L->wk_b, h * dc, dc);
+        lode_matvec_rows(v.type, v.data, v.cols, q, qt, 0, dc);
+    } else {
+        lode_mat v = lode_mat_rows(L->wkv_b, h * (dn + dv), dn);
+        lode__matmul_t(a->m, &v, q, dn, 1, qt, dc);
+    }
+}
+
+static void abs_chunk_task(void *ctx, int64_t task) {
+    const abs_ctx *b = ctx;
+    const attn_ctx *a = b->a;
+    const lode_config *c = &a->m->cfg;
+    const int64_t nh = c->n_head, dn = c->qk_nope_dim, dc = c->kv_lora_rank, dr = c->qk_rope_dim, dqk = dn + dr;
+    const int64_t i = task / b->nch, ch = task % b->nch, qi = a->toks[i];
+    const int64_t nk = a->p->pos[qi] + 1, k0 = ch * b->chunk, k1 = k0 + b->chunk < nk ? k0 + b->chunk : nk;
+    float *part = b->part + (i * b->nch + ch) * nh * (dc + 2);
+    float *mx = part + nh * dc, *sum = mx + nh;
+    memset(part, 0, (size_t)(nh * dc) * sizeof(float));
+    for (int64_t h = 0; h < nh; h++) mx[h] = -INFINITY, sum[h] = 0;
+    const float *qt = b->qt + i * nh * dc, *qpe = a->q + qi * nh * dqk + dn;
+    float *S = lode__tl_scratch(2, (size_t)(nh * ABS_SB));
+    const float scale = a->m->attn_scale;
+    for (int64_t j0 = k0; j0 < k1; j0 += ABS_SB) {
+        const int64_t n = k1 - j0 < ABS_SB ? k1 - j0 : ABS_SB;
+        lode__kv_dots(a->kv, a->layer, a->cells + j0, n, 0, qt, dc, nh, dc, S, ABS_SB, false);
+        lode__kv_dots(a->kv, a->layer, a->cells + j0, n, dc, qpe, dqk, nh, dr, S, ABS_SB, true);
+        for (int64_t h = 0; h < nh; h++) {
+            float *sh = S + h * ABS_SB, m = mx[h];
+            for (int64_t j = 0; j < n; j++) {
+                sh[j] *= scale;
+                m = sh[j] > m ? sh[j] : m;
+            }
+            if (m > mx[h]) { /* a new maximum: rescale what the head has so far */
+                const float r = expf(mx[h] - m);
+                if (sum[h] > 0) {
+                    for (int64_t d = 0; d < dc; d++) part[h * dc + d] *= r;
+                    sum[h] *= r;
+                }
+                mx[h] = m;
+            }
+            double t = 0;
+            for (int64_t j = 0; j < n; j++) {
+                sh[j] = expf(sh[j] - m);
+                t += sh[j];
+            }
+            sum[h] += (float)t;
         }
+        lode__kv_weighted_sum(a->kv, a->layer, a->cells + j0, n, 0, S, ABS_SB, nh, dc, part, dc);
     }
-    /* scores: latent part, then the rope part, scaled; softmax per head */
-    lode__kv_dots(a->kv, a->layer, a->cells, nk, 0, qt, dc, hn, dc, s, nk, false);
-    lode__kv_dots(a->kv, a->layer, a->cells, nk, dc, q + dn, dqk, hn, dr, s, nk, true);
-    for (int64_t g = 0; g < hn; g++) {
-        for (int64_t j = 0; j < nk; j++) s[g * nk + j] *= a->m->attn_scale;
-        lode__softmax(s + g * nk, nk);
+}
+
+static void abs_merge_task(void *ctx, int64_t task) {
+    const abs_ctx *b = ctx;
+    const attn_ctx *a = b->a;
+    const lode_config *c = &a->m->cfg;
+    const int64_t nh = c->n_head, dn = c->qk_nope_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
+    const int64_t i = task / nh, h = task % nh, qi = a->toks[i];
+    const int64_t stride = nh * (dc + 2), nk = a->p->pos[qi] + 1, nch = (nk + b->chunk - 1) / b->chunk;
+    const float *p0 = b->part + i * b->nch * stride;
+    float M = -INFINITY;
+    for (int64_t ch = 0; ch < nch; ch++) M = p0[ch * stride + nh * dc + h] > M ? p0[ch * stride + nh * dc + h] : M;
+    float *lat = lode__tl_scratch(1, (size_t)dc);
+    memset(lat, 0, (size_t)dc * sizeof(float));
+    double total = 0;
+    for (int64_t ch = 0; ch < nch; ch++) {
+        const float *pc = p0 + ch * stride;
+        const float w = expf(pc[nh * dc + h] - M);
+        total += (double)w * pc[nh * dc + nh + h];
+        lode_axpy_f32(dc, w, pc + h * dc, lat);
     }
-    memset(lat, 0, (size_t)(hn * dc) * sizeof(float));
-    for (int64_t j = 0; j < nk; j++) {
-        const float *cj = lode__kv_row(a->kv, a->layer, a->cells[j]);
-        for (int64_t g = 0; g < hn; g++) lode_axpy_f32(dc, s[g * nk + j], cj, lat + g * dc);
+    const float inv = (float)(1.0 / total);
+    for (int64_t d = 0; d < dc; d++) lat[d] *= inv;
+    const lode_layer *L = a->L;
+    float *o = a->out + qi * nh * dv + h * dv;
+    lode_mat wuv = L->split_kvb ? lode_mat_rows(L->wv_b, h * dv, dv) : lode_mat_rows(L->wkv_b, h * (dn + dv) + dn, dv);
+    lode_matvec_rows(wuv.type, wuv.data, wuv.cols, lat, o, 0, dv);
+}
+
+static void attn_absorbed(lode_model *m, const attn_ctx *a) {
+    const lode_config *c = &m->cfg;
+    const int64_t nh = c->n_head, dc = c->kv_lora_rank, nq = a->nq;
+    int64_t nkmax = 0;
+    for (int64_t i = 0; i < nq; i++) nkmax = a->p->pos[a->toks[i]] + 1 > nkmax ? a->p->pos[a->toks[i]] + 1 : nkmax;
+    const int64_t nt = lode_pool_size(m->pool);
+    /* enough chunks for two per thread (decode), one per query otherwise */
+    int64_t chunk = nkmax;
+    if (nq < nt) {
+        chunk = (nkmax + 2 * nt - 1) / (2 * nt);
+        chunk = chunk < ABS_MIN_CHUNK ? ABS_MIN_CHUNK : (chunk + 15) & ~(int64_t)15;
     }
-    for (int64_t g = 0; g < hn; g++) {
-        const int64_t h = h0 + g;
-        float *o = a->out + qi * nh * dv + h * dv;
-        lode_mat wuv = L->split_kvb ? lode_mat_rows(L->wv_b, h * dv, dv) : lode_mat_rows(L->wkv_b, h * (dn + dv) + dn, dv);
-        lode_matvec_rows(wuv.type, wuv.data, wuv.cols, lat + g * dc, o, 0, dv);
-    }
+    abs_ctx b = {a, NULL, NULL, (nkmax + chunk - 1) / chunk, chunk};
+    lode_ws_mark mk = lode__ws_mark(m);
+    b.qt = lode__ws_alloc(m, (size_t)(nq * nh * dc));
+    b.part = lode__ws_alloc(m, (size_t)(nq * b.nch * nh * (dc + 2)));
+    lode__parallel(m, nq * nh, abs_qt_task, &b);
+    lode__parallel(m, nq * b.nch, abs_chunk_task, &b);
+    lode__parallel(m, nq * nh, abs_merge_task, &b);
+    lode__ws_release(m, mk);
 }
 
 /* Decompressed form as GEMMs, one (head, block of DQB queries) per task,
@@ -262,7 +344,7 @@ static void attention(lode_model *m, lode_kv *kv, const lode_layer *L, int64_t l
         attn_ctx a = {m, kv, L, p, layer, q, out, toks, cells, NULL, NULL, 0, 0, 0, 0, NULL, NULL, nq, 0};
         bool decompress = m->mla_mode == LODE_MLA_DECOMPRESSED || (m->mla_mode == LODE_MLA_AUTO && nq >= 64);
         if (!decompress) {
-            lode__parallel(m, nq * ((nh + ABS_HG - 1) / ABS_HG), attn_absorbed_task, &a);
+            attn_absorbed(m, &a);
             continue;
         }
         /* Keys: the whole sequence up to its last position in this batch. */

@@ -97,7 +97,7 @@ static void attn_task(void *ctx, int64_t task) {
     lode__softmax(s, nk);
     float *o = t->out + (qi * nh + h) * hd;
     memset(o, 0, (size_t)hd * sizeof(float));
-    lode__kv_weighted_sum(t->kv, t->layer, t->cells, nk, nkv * hd + kh * hd, s, hd, o);
+    lode__kv_weighted_sum(t->kv, t->layer, t->cells, nk, nkv * hd + kh * hd, s, nk, 1, hd, o, hd);
 }
 
 lode_status lode__llama_layers(lode_model *m, lode_kv *kv, const lode_eval_plan *p, float *x, lode_error *err) {

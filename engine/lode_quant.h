@@ -81,6 +81,13 @@ void lode_gemm_f32(const float *W, int64_t ldw, int64_t nr, const float *X, int6
 /* y[i] += a * x[i] for i < n at the current level (attention's weighted
  * values). */
 void lode_axpy_f32(int64_t n, float a, const float *x, float *y);
+/* Weighted sums of rows at the current level (attention's P V):
+ * Y[h*ldy + d] += sum_{j<n} P[h*ldp + j] * X[j*ldx + d] for h < nh, d < k.
+ * Per element the products of lode_axpy_f32 row by row, summed in row
+ * order; AVX-512 keeps 8 heads x 32 columns in registers across the rows
+ * (accuracy: lode_matvec_rows's contract). */
+void lode_wsum_f32(const float *P, int64_t ldp, int64_t nh, const float *X, int64_t ldx, int64_t n, float *Y,
+                   int64_t ldy, int64_t k);
 
 /* Instruction-set level of the kernels above. Chosen once from the CPU
  * (__builtin_cpu_supports) and the LODE_CPU environment variable

@@ -304,8 +304,14 @@ void lode__kv_dots(const lode_kv *kv, int64_t layer, const int32_t *cells, int64
     }
 }
 
-/* out[0..k) += sum_j p[j] * (row of cells[j] + off)[0..k). */
+/* out[h*ldo + 0..k) += sum_j P[h*ldp + j] * (row of cells[j] + off)[0..k)
+ * for h < nh: weighted sums over runs of consecutive cells. */
 void lode__kv_weighted_sum(const lode_kv *kv, int64_t layer, const int32_t *cells, int64_t nk, int64_t off,
-                           const float *p, int64_t k, float *out) {
-    for (int64_t j = 0; j < nk; j++) lode_axpy_f32(k, p[j], lode__kv_row(kv, layer, cells[j]) + off, out);
+                           const float *P, int64_t ldp, int64_t nh, int64_t k, float *out, int64_t ldo) {
+    for (int64_t j0 = 0; j0 < nk;) {
+        int64_t j1 = j0 + 1;
+        while (j1 < nk && cells[j1] == cells[j1 - 1] + 1) j1++;
+        lode_wsum_f32(P + j0, ldp, nh, lode__kv_row(kv, layer, cells[j0]) + off, kv->width, j1 - j0, out, ldo, k);
+        j0 = j1;
+    }
 }

@@ -1444,3 +1444,73 @@ void lode_axpy_f32(int64_t n, float a, const float *x, float *y) {
 #endif
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
+
+/* ---- weighted sums of rows (attention's P V) ----------------------------------- */
+#if LODE_X86
+/* HB heads x 32 columns in registers over all n rows: each row chunk is
+ * loaded once for the HB heads (the per-row axpy loaded and stored every
+ * head's sum once per row). */
+static inline __attribute__((always_inline, target("avx512f"))) void wsum512_blk(const float *P, int64_t ldp,
+                                                                                const float *X, int64_t ldx, int64_t n,
+                                                                                float *Y, int64_t ldy, __mmask16 m0,
+                                                                                __mmask16 m1, const int HB) {
+    __m512 a0[8], a1[8];
+    for (int h = 0; h < HB; h++) {
+        a0[h] = _mm512_maskz_loadu_ps(m0, Y + h * ldy);
+        a1[h] = _mm512_maskz_loadu_ps(m1, Y + h * ldy + 16);
+    }
+    for (int64_t j = 0; j < n; j++) {
+        const __m512 x0 = _mm512_maskz_loadu_ps(m0, X + j * ldx), x1 = _mm512_maskz_loadu_ps(m1, X + j * ldx + 16);
+        for (int h = 0; h < HB; h++) {
+            const __m512 p = _mm512_set1_ps(P[h * ldp + j]);
+            a0[h] = _mm512_fmadd_ps(p, x0, a0[h]);
+            a1[h] = _mm512_fmadd_ps(p, x1, a1[h]);
+        }
+    }
+    for (int h = 0; h < HB; h++) {
+        _mm512_mask_storeu_ps(Y + h * ldy, m0, a0[h]);
+        _mm512_mask_storeu_ps(Y + h * ldy + 16, m1, a1[h]);
+    }
+}
+
+/* Rows are taken WSUM_ROWS at a time (a block that stays in L1 while every
+ * 32-column chunk of it is summed): the rows stream from memory once, in
+ * order, instead of once per chunk with a stride. */
+#define WSUM_ROWS 16
+static __attribute__((target("avx512f"))) void wsum_avx512(const float *P, int64_t ldp, int64_t nh, const float *X,
+                                                           int64_t ldx, int64_t n, float *Y, int64_t ldy, int64_t k) {
+    for (int64_t j0 = 0; j0 < n; j0 += WSUM_ROWS) {
+        const int64_t nj = n - j0 < WSUM_ROWS ? n - j0 : WSUM_ROWS;
+        const float *Xj = X + j0 * ldx;
+        for (int64_t h0 = 0; h0 < nh; h0 += 8) {
+            const int hb = nh - h0 < 8 ? (int)(nh - h0) : 8;
+            for (int64_t d0 = 0; d0 < k; d0 += 32) {
+                const int64_t left = k - d0;
+                const __mmask16 m0 = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                const __mmask16 m1 = left >= 32 ? (__mmask16)0xFFFF : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+                const float *Ph = P + h0 * ldp + j0, *Xd = Xj + d0;
+                float *Yh = Y + h0 * ldy + d0;
+                switch (hb) {
+#define WB(N) \
+    case N: wsum512_blk(Ph, ldp, Xd, ldx, nj, Yh, ldy, m0, m1, N); break;
+                    WB(1) WB(2) WB(3) WB(4) WB(5) WB(6) WB(7) WB(8)
+#undef WB
+                }
+            }
+        }
+    }
+}
+#endif
+
+void lode_wsum_f32(const float *P, int64_t ldp, int64_t nh, const float *X, int64_t ldx, int64_t n, float *Y,
+                   int64_t ldy, int64_t k) {
+    if (nh <= 0 || n <= 0 || k <= 0) return;
+#if LODE_X86
+    if (lode_quant_cpu_level() >= LODE_CPU_AVX512) {
+        wsum_avx512(P, ldp, nh, X, ldx, n, Y, ldy, k);
+        return;
+    }
+#endif
+    for (int64_t h = 0; h < nh; h++)
+        for (int64_t j = 0; j < n; j++) lode_axpy_f32(k, P[h * ldp + j], X + j * ldx, Y + h * ldy);
+}

@@ -1000,3 +1000,48 @@ static void check_r16_at_level(lode_cpu_level level) {
 Test(quant, r16_kernels_scalar) { check_r16_at_level(LODE_CPU_SCALAR); }
 Test(quant, r16_kernels_avx2) { check_r16_at_level(LODE_CPU_AVX2); }
 Test(quant, r16_kernels_avx512) { check_r16_at_level(LODE_CPU_AVX512); }
+
+/* lode_wsum_f32 (attention's P V) at every level against a double sum,
+ * for head counts around the 8-head register block and column counts
+ * around the 32-column chunk; rows past k and heads past nh untouched. */
+static void check_wsum_at_level(lode_cpu_level level) {
+    if (lode_quant_set_cpu_level(level) != level) cr_skip_test("CPU lacks %s", lode_cpu_level_name(level));
+    const int64_t nhs[] = {1, 3, 8, 11}, ks[] = {5, 16, 33, 64, 512}, ns[] = {1, 7, 300};
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 5; b++)
+            for (size_t c = 0; c < 3; c++) {
+                const int64_t nh = nhs[a], k = ks[b], n = ns[c], ldp = n + 3, ldx = k + 7, ldy = k + 5;
+                float *P = malloc((size_t)(nh * ldp) * sizeof(float)), *X = malloc((size_t)(n * ldx) * sizeof(float));
+                float *Y = malloc((size_t)((nh + 1) * ldy) * sizeof(float));
+                for (int64_t i = 0; i < nh * ldp; i++) P[i] = rng_uniform();
+                for (int64_t i = 0; i < n * ldx; i++) X[i] = rng_gauss();
+                for (int64_t i = 0; i < (nh + 1) * ldy; i++) Y[i] = i < nh * ldy ? rng_gauss() : -777.0f;
+                float *Y0 = malloc((size_t)((nh + 1) * ldy) * sizeof(float));
+                memcpy(Y0, Y, (size_t)((nh + 1) * ldy) * sizeof(float));
+                lode_wsum_f32(P, ldp, nh, X, ldx, n, Y, ldy, k);
+                for (int64_t h = 0; h <= nh; h++)
+                    for (int64_t d = 0; d < ldy; d++) {
+                        if (h == nh || d >= k) {
+                            cr_assert_eq(Y[h * ldy + d], Y0[h * ldy + d], "wsum wrote outside its block");
+                            continue;
+                        }
+                        double ref = Y0[h * ldy + d], mag = fabs((double)Y0[h * ldy + d]);
+                        for (int64_t j = 0; j < n; j++) {
+                            ref += (double)P[h * ldp + j] * X[j * ldx + d];
+                            mag += fabs((double)P[h * ldp + j] * X[j * ldx + d]);
+                        }
+                        cr_assert(fabs(Y[h * ldy + d] - ref) <= TOL_DOT * mag + 1e-30,
+                                  "wsum nh %ld k %ld n %ld at %s: %.9g vs %.9g", (long)nh, (long)k, (long)n,
+                                  lode_cpu_level_name(level), Y[h * ldy + d], ref);
+                    }
+                free(P);
+                free(X);
+                free(Y);
+                free(Y0);
+            }
+    lode_quant_set_cpu_level((lode_cpu_level)-1);
+}
+
+Test(quant, wsum_scalar) { check_wsum_at_level(LODE_CPU_SCALAR); }
+Test(quant, wsum_avx2) { check_wsum_at_level(LODE_CPU_AVX2); }
+Test(quant, wsum_avx512) { check_wsum_at_level(LODE_CPU_AVX512); }
