@@ -535,7 +535,7 @@ static void moe1_task(void *ctx, int64_t i) {
  * 2 K-quant blocks. */
 static int moe1_family(const lode_mat *W) {
     if (!lode_quant_int8_enabled() || lode_act_row_size(W->type, W->cols) == 0) return 0;
-    return W->type == LODE_TYPE_Q8_0 || W->type == LODE_TYPE_Q4_0 ? 1 : 2;
+    return lode_type_get(W->type)->block_size == 32 ? 1 : 2;
 }
 
 static void moe_one_token(lode_model *m, const lode_layer *L, const float *b, const int32_t *ids, const float *w,

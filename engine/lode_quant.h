@@ -6,8 +6,8 @@
  * Block layouts are bit-for-bit GGML's (ggml-common.h semantics), so GGUF
  * files written by lode load in llama.cpp and vice versa.
  *
- * Supported for loading/compute: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K.
- * Supported for writing (from_f32): the same set.
+ * Supported for loading/compute: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q4_K, Q5_K, Q6_K. Supported for writing (from_f32): the same set.
  */
 #ifndef LODE_QUANT_H
 #define LODE_QUANT_H
@@ -144,14 +144,16 @@ bool lode_quant_int8_enabled(void);
 void lode_quant_set_int8(int on);
 
 /* ---- 16-row interleaved weights (engine/quant_r16.c) --------------------
- * The int8 path's load-time layout for Q8_0 and Q4_K: every 16 rows are
+ * The int8 path's load-time layout for Q8_0, Q4_K and llama.cpp's fallback
+ * types Q4_1/Q5_0/Q5_1: every 16 rows are
  * interleaved in place into records that feed vpdpbusd directly (layout in
  * quant_r16.c), same byte size, lossless. A packed matrix is addressed in
  * groups of 16 rows only (r0, r1 multiples of 16). The kernels keep the
  * int8 contract above (lode_vec_dot_q8_ref on the unpacked rows); below the
  * AVX-512 VNNI level they unpack a group at a time and run the plain
  * kernels, so every level stays correct. */
-/* Q8_0 (cols % 32 == 0) or Q4_K (cols % 256 == 0) with rows % 16 == 0. */
+/* Q8_0, Q4_1, Q5_0, Q5_1 (cols % 32 == 0) or Q4_K (cols % 256 == 0), with
+ * rows % 16 == 0. */
 bool lode_r16_supported(lode_type t, int64_t rows, int64_t cols);
 /* Whether the r16 kernels run natively at the current level (AVX-512 VNNI);
  * packing pays off only then. */

@@ -50,7 +50,7 @@ static lode_status check_type(lode_model *m, const lode_tensor *t, lode_error *e
     if (!lode_type_get(t->type))
         return lode_error_set(err, LODE_ERR_UNSUPPORTED,
                               "%s: tensor '%s' has type %s, which lode cannot compute with "
-                              "(supported: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)",
+                              "(supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)",
                               m->path, t->name, lode_type_name(t->type));
     return LODE_OK;
 }

@@ -161,7 +161,7 @@ void lode__mat_rows(const lode_mat *W, const void *Xq, const float *X, int64_t l
  * q8k (256-blocks). */
 static int act_family(const lode_mat *W) {
     if (!lode_quant_int8_enabled() || lode_act_row_size(W->type, W->cols) == 0) return 0;
-    return W->type == LODE_TYPE_Q8_0 || W->type == LODE_TYPE_Q4_0 ? 1 : 2;
+    return lode_type_get(W->type)->block_size == 32 ? 1 : 2;
 }
 
 typedef struct {

@@ -140,6 +140,31 @@ static void q4_0_to_f32_ref(const void *src, float *y, int64_t n) {
     }
 }
 
+/* Q4_1, Q5_0, Q5_1: x = d * q + m (Q5_0: m = -16 d). */
+static void q4_1_to_f32_ref(const void *src, float *y, int64_t n) {
+    const lode_block_q4_1 *b = src;
+    for (int64_t i = 0; i < n / 32; i++, y += 32) {
+        const float d = lode_f16_to_f32(b[i].d), m = lode_f16_to_f32(b[i].m);
+        for (int e = 0; e < 32; e++) y[e] = (float)lode_q5_value(b[i].qs, NULL, e) * d + m;
+    }
+}
+
+static void q5_0_to_f32_ref(const void *src, float *y, int64_t n) {
+    const lode_block_q5_0 *b = src;
+    for (int64_t i = 0; i < n / 32; i++, y += 32) {
+        const float d = lode_f16_to_f32(b[i].d);
+        for (int e = 0; e < 32; e++) y[e] = (float)(lode_q5_value(b[i].qs, b[i].qh, e) - 16) * d;
+    }
+}
+
+static void q5_1_to_f32_ref(const void *src, float *y, int64_t n) {
+    const lode_block_q5_1 *b = src;
+    for (int64_t i = 0; i < n / 32; i++, y += 32) {
+        const float d = lode_f16_to_f32(b[i].d), m = lode_f16_to_f32(b[i].m);
+        for (int e = 0; e < 32; e++) y[e] = (float)lode_q5_value(b[i].qs, b[i].qh, e) * d + m;
+    }
+}
+
 static void q4_k_to_f32_ref(const void *src, float *y, int64_t n) {
     const lode_block_q4_k *b = src;
     for (int64_t i = 0; i < n / LODE_QK_K; i++) {
@@ -240,6 +265,72 @@ static void q8_0_from_f32(const float *x, void *dst, int64_t n) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         b[i].d = lode_f32_to_f16(d);
         for (int j = 0; j < LODE_QK8_0; j++) b[i].qs[j] = (int8_t)iround(x[j] * id);
+    }
+}
+
+/* GGML's reference quantizers for Q4_1/Q5_1 (d = (max - min) / levels,
+ * q = trunc((x - min) / d + 0.5)) and Q5_0 (the value of largest magnitude
+ * maps to -16, q = trunc(x / d + 16.5) clamped to 31). */
+static void minmax32(const float *x, float *mn, float *mx) {
+    float a = x[0], b = x[0];
+    for (int j = 1; j < 32; j++) a = x[j] < a ? x[j] : a, b = x[j] > b ? x[j] : b;
+    *mn = a, *mx = b;
+}
+
+static void put_q5(uint8_t *qs, uint8_t *qh, const int *q) {
+    uint32_t h = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((q[j] & 0xF) | (q[j + 16] & 0xF) << 4);
+        h |= (uint32_t)((q[j] >> 4) & 1) << j | (uint32_t)((q[j + 16] >> 4) & 1) << (j + 16);
+    }
+    if (qh) qh[0] = (uint8_t)h, qh[1] = (uint8_t)(h >> 8), qh[2] = (uint8_t)(h >> 16), qh[3] = (uint8_t)(h >> 24);
+}
+
+static void q4_1_from_f32(const float *x, void *dst, int64_t n) {
+    lode_block_q4_1 *b = dst;
+    for (int64_t i = 0; i < n / 32; i++, x += 32) {
+        float mn, mx;
+        minmax32(x, &mn, &mx);
+        const float d = (mx - mn) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = lode_f32_to_f16(d);
+        b[i].m = lode_f32_to_f16(mn);
+        int q[32];
+        for (int j = 0; j < 32; j++) {
+            const int v = (int)(int8_t)((x[j] - mn) * id + 0.5f);
+            q[j] = v > 15 ? 15 : v;
+        }
+        put_q5(b[i].qs, NULL, q);
+    }
+}
+
+static void q5_0_from_f32(const float *x, void *dst, int64_t n) {
+    lode_block_q5_0 *b = dst;
+    for (int64_t i = 0; i < n / 32; i++, x += 32) {
+        float amax = 0.0f, vmax = 0.0f;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(x[j]) > amax) amax = fabsf(x[j]), vmax = x[j];
+        const float d = vmax / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = lode_f32_to_f16(d);
+        int q[32];
+        for (int j = 0; j < 32; j++) {
+            const int v = (int)(int8_t)(x[j] * id + 16.5f);
+            q[j] = v > 31 ? 31 : v;
+        }
+        put_q5(b[i].qs, b[i].qh, q);
+    }
+}
+
+static void q5_1_from_f32(const float *x, void *dst, int64_t n) {
+    lode_block_q5_1 *b = dst;
+    for (int64_t i = 0; i < n / 32; i++, x += 32) {
+        float mn, mx;
+        minmax32(x, &mn, &mx);
+        const float d = (mx - mn) / 31.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = lode_f32_to_f16(d);
+        b[i].m = lode_f32_to_f16(mn);
+        int q[32];
+        for (int j = 0; j < 32; j++) q[j] = (int)(uint8_t)((x[j] - mn) * id + 0.5f);
+        put_q5(b[i].qs, b[i].qh, q);
     }
 }
 
@@ -467,7 +558,8 @@ typedef void (*to_f32_fn)(const void *src, float *dst, int64_t n);
 static const to_f32_fn k_ref_to_f32[LODE_TYPE_COUNT] = {
     [LODE_TYPE_F32] = f32_to_f32,          [LODE_TYPE_F16] = f16_to_f32_ref,   [LODE_TYPE_BF16] = bf16_to_f32_ref,
     [LODE_TYPE_Q8_0] = q8_0_to_f32_ref,    [LODE_TYPE_Q4_0] = q4_0_to_f32_ref, [LODE_TYPE_Q4_K] = q4_k_to_f32_ref,
-    [LODE_TYPE_Q5_K] = q5_k_to_f32_ref,    [LODE_TYPE_Q6_K] = q6_k_to_f32_ref,
+    [LODE_TYPE_Q5_K] = q5_k_to_f32_ref,    [LODE_TYPE_Q6_K] = q6_k_to_f32_ref, [LODE_TYPE_Q4_1] = q4_1_to_f32_ref,
+    [LODE_TYPE_Q5_0] = q5_0_to_f32_ref,    [LODE_TYPE_Q5_1] = q5_1_to_f32_ref,
 };
 
 static const lode_type_traits k_traits[LODE_TYPE_COUNT] = {
@@ -479,6 +571,13 @@ static const lode_type_traits k_traits[LODE_TYPE_COUNT] = {
     [LODE_TYPE_Q4_K] = {"q4_k", LODE_QK_K, sizeof(lode_block_q4_k), true, q4_k_to_f32, q4_k_from_f32},
     [LODE_TYPE_Q5_K] = {"q5_k", LODE_QK_K, sizeof(lode_block_q5_k), true, q5_k_to_f32, q5_k_from_f32},
     [LODE_TYPE_Q6_K] = {"q6_k", LODE_QK_K, sizeof(lode_block_q6_k), true, q6_k_to_f32, q6_k_from_f32},
+    /* llama.cpp's fallbacks for rows that are not a multiple of 256 (Lite's
+     * 1408-wide expert down projections: Q4_K -> Q5_0, Q5_K -> Q5_1);
+     * dequantized by the reference decoder at every level, multiplied on
+     * the int8 path (quant_int8.c, quant_r16.c). */
+    [LODE_TYPE_Q4_1] = {"q4_1", 32, sizeof(lode_block_q4_1), true, q4_1_to_f32_ref, q4_1_from_f32},
+    [LODE_TYPE_Q5_0] = {"q5_0", 32, sizeof(lode_block_q5_0), true, q5_0_to_f32_ref, q5_0_from_f32},
+    [LODE_TYPE_Q5_1] = {"q5_1", 32, sizeof(lode_block_q5_1), true, q5_1_to_f32_ref, q5_1_from_f32},
 };
 
 /* Names of every GGML type id, supported or not (for messages). */

@@ -61,6 +61,37 @@ typedef struct lode_block_q4_0 {
 } lode_block_q4_0;
 LODE_STATIC_ASSERT(sizeof(lode_block_q4_0) == 2 + LODE_QK4_0 / 2, "q4_0 block size");
 
+typedef struct lode_block_q4_1 {
+    uint16_t d;                  /* f16 scale */
+    uint16_t m;                  /* f16 min: x = d * q + m */
+    uint8_t qs[16];              /* nibbles as Q4_0 */
+} lode_block_q4_1;
+LODE_STATIC_ASSERT(sizeof(lode_block_q4_1) == 20, "q4_1 block size");
+
+typedef struct lode_block_q5_0 {
+    uint16_t d;                  /* f16 scale: x = d * (q - 16) */
+    uint8_t qh[4];               /* bit j (little-endian u32) = fifth bit of element j */
+    uint8_t qs[16];              /* low 4 bits as Q4_0: low nibble element j, high nibble j + 16 */
+} lode_block_q5_0;
+LODE_STATIC_ASSERT(sizeof(lode_block_q5_0) == 22, "q5_0 block size");
+
+typedef struct lode_block_q5_1 {
+    uint16_t d;                  /* f16 scale */
+    uint16_t m;                  /* f16 min: x = d * q + m */
+    uint8_t qh[4];               /* as Q5_0 */
+    uint8_t qs[16];
+} lode_block_q5_1;
+LODE_STATIC_ASSERT(sizeof(lode_block_q5_1) == 24, "q5_1 block size");
+
+/* The 5- or 4-bit value of element e (0..31) of a Q4_1/Q5_0/Q5_1 block:
+ * low 4 bits from qs (low nibble for e < 16), fifth bit from qh. */
+static inline LODE_HOST_DEVICE int lode_q5_value(const uint8_t *qs, const uint8_t *qh, int e) {
+    const int lo = e < 16 ? qs[e] & 0xF : qs[e - 16] >> 4;
+    if (!qh) return lo;
+    const uint32_t h = (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+    return lo | (int)((h >> e) & 1) << 4;
+}
+
 typedef struct lode_block_q4_k {
     uint16_t d;                          /* f16 super-block scale for sc */
     uint16_t dmin;                       /* f16 super-block scale for m */

@@ -44,7 +44,14 @@
 #endif
 
 static bool is_kq(lode_type t) { return t == LODE_TYPE_Q4_K || t == LODE_TYPE_Q5_K || t == LODE_TYPE_Q6_K; }
-static bool is_b32(lode_type t) { return t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0; }
+/* 32-element blocks with q8a activations; the SIMD kernels below cover
+ * Q8_0 and Q4_0, the others (llama.cpp's Q4_1/Q5_0/Q5_1 fallback types) run
+ * the reference here and the r16 kernels (quant_r16.c) once packed. */
+static bool is_b32(lode_type t) {
+    return t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0 || t == LODE_TYPE_Q4_1 || t == LODE_TYPE_Q5_0 ||
+           t == LODE_TYPE_Q5_1;
+}
+static bool has_simd(lode_type t) { return is_kq(t) || t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0; }
 
 size_t lode_act_row_size(lode_type t, int64_t n) {
     if (n <= 0) return 0;
@@ -161,6 +168,25 @@ void lode_act_quantize(lode_type t, const float *x, void *dst, int64_t n) {
 float lode_vec_dot_q8_ref(lode_type t, const void *row, const void *xq, int64_t n) {
     LODE_ASSERT(lode_act_row_size(t, n) > 0);
     float acc = 0;
+    if (t == LODE_TYPE_Q4_1 || t == LODE_TYPE_Q5_0 || t == LODE_TYPE_Q5_1) {
+        /* d * q + m: dot = d dx sum q x^ + m dx sum x^ (Q5_0: m = -16 d) */
+        const lode_block_q8a *x = xq;
+        const size_t bs = lode_type_get(t)->type_size;
+        for (int64_t i = 0; i < n / 32; i++) {
+            const uint8_t *blk = (const uint8_t *)row + (size_t)i * bs;
+            uint16_t dh, mh = 0;
+            memcpy(&dh, blk, 2);
+            const uint8_t *qh = t == LODE_TYPE_Q4_1 ? NULL : blk + (t == LODE_TYPE_Q5_0 ? 2 : 4);
+            const uint8_t *qs = t == LODE_TYPE_Q4_1 ? blk + 4 : qh + 4;
+            if (t != LODE_TYPE_Q5_0) memcpy(&mh, blk + 2, 2);
+            int32_t s = 0;
+            for (int e = 0; e < 32; e++) s += lode_q5_value(qs, qh, e) * x[i].qs[e];
+            const float d = lode_f16_to_f32(dh);
+            if (t == LODE_TYPE_Q5_0) acc += (d * x[i].d) * (float)(s - 16 * x[i].s);
+            else acc += (d * x[i].d) * (float)s + (lode_f16_to_f32(mh) * x[i].d) * (float)x[i].s;
+        }
+        return acc;
+    }
     if (t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0) {
         const lode_block_q8a *x = xq;
         for (int64_t i = 0; i < n / 32; i++) {
@@ -1132,11 +1158,12 @@ void lode_matmul_q8_rows(lode_type t, const void *W, int64_t ncols, const void *
     const size_t ars = lode_act_row_size(t, ncols), rs = lode_row_size(t, ncols);
     LODE_ASSERT(ars > 0 && rs > 0);
 #if LODE_X86
-    if (lode_quant_cpu_level() >= LODE_CPU_AVX512 && lode__cpu_vnni()) {
+    /* other types: the reference below (their fast form is the r16 layout) */
+    if (has_simd(t) && lode_quant_cpu_level() >= LODE_CPU_AVX512 && lode__cpu_vnni()) {
         matmul_q8_vnni(t, W, ncols, Xq, ntok, Y, ldy, r0, r1);
         return;
     }
-    if (lode_quant_cpu_level() >= LODE_CPU_AVX2) {
+    if (has_simd(t) && lode_quant_cpu_level() >= LODE_CPU_AVX2) {
         matmul_q8_avx2(t, W, ncols, Xq, ntok, Y, ldy, r0, r1);
         return;
     }

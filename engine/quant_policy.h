@@ -4,7 +4,8 @@
 #define LODE_QUANT_POLICY_H
 #include "lode_tensor.h"
 #include <stdint.h>
-/* `want` when rows of `cols` elements tile into its blocks; otherwise, like
- * llama.cpp, q8_0 (32-element blocks) for quantized targets, else f16. */
+/* `want` when rows of `cols` elements tile into its blocks; otherwise, as
+ * llama.cpp's quantizer does, a 32-element type: q4_k -> q5_0, q5_k -> q5_1,
+ * other quantized targets -> q8_0; else f16. */
 lode_type lode__quant_fallback(lode_type want, int64_t cols);
 #endif

@@ -25,6 +25,12 @@
  *                      nibble j = low 4 bits of min j; sc[2] bits 2j..2j+1 =
  *                      scale j >> 4, bits 16 + 2j.. = min j >> 4
  *     f16   d[16], dmin[16]
+ *   Q4_1 / Q5_0 / Q5_1, 320 / 352 / 384 bytes per 32 columns (x = d q + m;
+ *   Q5_0: m = -16 d):
+ *     uint8 q[4][64]   vector u, byte 4r + k: the low 4 bits of column
+ *                      8u + k (low nibble) and 8u + 4 + k (high nibble)
+ *     u32  qh[16]      (5-bit types) bit e = fifth bit of column e, per row
+ *     f16   d[16], then (Q4_1, Q5_1) m[16]
  *
  * Packing is lossless (lode_r16_unpack restores the GGML bytes exactly) and
  * the kernels compute the scalar reference's integer sums exactly, so results
@@ -64,9 +70,16 @@ typedef struct r16_q4_k {
 } r16_q4_k;
 LODE_STATIC_ASSERT(sizeof(r16_q4_k) == R16 * sizeof(lode_block_q4_k), "r16 q4_k record size");
 
+/* The Q4_1/Q5_0/Q5_1 records: fifth bits and mins are optional parts. */
+static bool q5_five(lode_type t) { return t == LODE_TYPE_Q5_0 || t == LODE_TYPE_Q5_1; }
+static bool q5_min(lode_type t) { return t == LODE_TYPE_Q4_1 || t == LODE_TYPE_Q5_1; }
+static bool is_q5(lode_type t) { return t == LODE_TYPE_Q4_1 || t == LODE_TYPE_Q5_0 || t == LODE_TYPE_Q5_1; }
+#define Q5_QH 256 /* offsets in a record */
+static size_t q5_d_off(lode_type t) { return q5_five(t) ? Q5_QH + 64 : Q5_QH; }
+
 bool lode_r16_supported(lode_type t, int64_t rows, int64_t cols) {
     if (rows <= 0 || rows % R16 || cols <= 0) return false;
-    if (t == LODE_TYPE_Q8_0) return cols % 32 == 0;
+    if (t == LODE_TYPE_Q8_0 || is_q5(t)) return cols % 32 == 0;
     if (t == LODE_TYPE_Q4_K) return cols % LODE_QK_K == 0;
     return false;
 }
@@ -89,7 +102,59 @@ static inline uint32_t rd32(const void *p) {
 
 /* 16 plain rows (rs bytes apart) -> one group of records, 32 bits at a
  * time (the load-time cost: a few instructions per 4 weights). */
+/* A Q4_1/Q5_0/Q5_1 block's fields: d, m (or none), qh (or none), qs. */
+static void q5_fields(lode_type t, const uint8_t *blk, const uint8_t **qs, const uint8_t **qh) {
+    const size_t off = q5_min(t) ? 4 : 2;
+    *qh = q5_five(t) ? blk + off : NULL;
+    *qs = blk + off + (q5_five(t) ? 4 : 0);
+}
+
+static void pack_group_q5(lode_type t, const char *src, size_t rs, int64_t nb, char *dst) {
+    const size_t bs = lode_type_get(t)->type_size, rb = R16 * bs, doff = q5_d_off(t);
+    for (int r = 0; r < R16; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = (const uint8_t *)src + (size_t)r * rs + (size_t)b * bs, *qs, *qh;
+            uint8_t *o = (uint8_t *)dst + (size_t)b * rb;
+            q5_fields(t, blk, &qs, &qh);
+            for (int u = 0; u < 4; u++)
+                for (int k = 0; k < 4; k++)
+                    o[64 * u + 4 * r + k] = (uint8_t)((lode_q5_value(qs, NULL, 8 * u + k)) |
+                                                      lode_q5_value(qs, NULL, 8 * u + 4 + k) << 4);
+            if (qh) memcpy(o + Q5_QH + 4 * r, qh, 4);
+            memcpy(o + doff + 2 * r, blk, 2);
+            if (q5_min(t)) memcpy(o + doff + 32 + 2 * r, blk + 2, 2);
+        }
+}
+
+static void unpack_group_q5(lode_type t, const char *src, int64_t nb, char *dst, size_t rs) {
+    const size_t bs = lode_type_get(t)->type_size, rb = R16 * bs, doff = q5_d_off(t);
+    for (int r = 0; r < R16; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *g = (const uint8_t *)src + (size_t)b * rb;
+            uint8_t *blk = (uint8_t *)dst + (size_t)r * rs + (size_t)b * bs;
+            const uint8_t *cqs, *cqh;
+            q5_fields(t, blk, &cqs, &cqh);
+            uint8_t *qs = (uint8_t *)cqs, *qh = (uint8_t *)cqh;
+            memcpy(blk, g + doff + 2 * r, 2);
+            if (q5_min(t)) memcpy(blk + 2, g + doff + 32 + 2 * r, 2);
+            if (qh) memcpy(qh, g + Q5_QH + 4 * r, 4);
+            for (int u = 0; u < 4; u++)
+                for (int k = 0; k < 4; k++) {
+                    const uint8_t v = g[64 * u + 4 * r + k];
+                    const int e0 = 8 * u + k, e1 = e0 + 4; /* columns; qs holds e (< 16) low, e - 16 high */
+                    if (e0 < 16) qs[e0] = (uint8_t)((qs[e0] & 0xF0) | (v & 15));
+                    else qs[e0 - 16] = (uint8_t)((qs[e0 - 16] & 0x0F) | (v & 15) << 4);
+                    if (e1 < 16) qs[e1] = (uint8_t)((qs[e1] & 0xF0) | (v >> 4));
+                    else qs[e1 - 16] = (uint8_t)((qs[e1 - 16] & 0x0F) | (v >> 4) << 4);
+                }
+        }
+}
+
 static void pack_group(lode_type t, const char *src, size_t rs, int64_t nb, char *dst) {
+    if (is_q5(t)) {
+        pack_group_q5(t, src, rs, nb, dst);
+        return;
+    }
     if (t == LODE_TYPE_Q8_0) {
         r16_q8_0 *o = (r16_q8_0 *)dst;
         for (int r = 0; r < R16; r++) {
@@ -132,6 +197,10 @@ static void pack_group(lode_type t, const char *src, size_t rs, int64_t nb, char
 
 /* One group of records -> 16 plain rows. */
 static void unpack_group(lode_type t, const char *src, int64_t nb, char *dst, size_t rs) {
+    if (is_q5(t)) {
+        unpack_group_q5(t, src, nb, dst, rs);
+        return;
+    }
     if (t == LODE_TYPE_Q8_0) {
         const r16_q8_0 *g = (const r16_q8_0 *)src;
         for (int64_t b = 0; b < nb; b++)
@@ -169,7 +238,7 @@ static void unpack_group(lode_type t, const char *src, int64_t nb, char *dst, si
         }
 }
 
-static int64_t n_blocks(lode_type t, int64_t cols) { return cols / (t == LODE_TYPE_Q8_0 ? 32 : LODE_QK_K); }
+static int64_t n_blocks(lode_type t, int64_t cols) { return cols / (t == LODE_TYPE_Q4_K ? LODE_QK_K : 32); }
 
 void lode_r16_pack_groups(lode_type t, void *W, int64_t cols, int64_t g0, int64_t g1) {
     LODE_ASSERT(lode_r16_supported(t, R16, cols));
@@ -260,6 +329,82 @@ AI512 void k_q8_0(const char *G, size_t gb, int64_t nb, const lode_block_q8a *x,
             for (int k = 0; k < TB; k++)
                 res[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][k]), _mm512_mul_ps(dw, _mm512_set1_ps(x[k * xstride + b].d)),
                                             res[r][k]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int k = 0; k < TB; k++) _mm512_storeu_ps(Y + k * ldy + 16 * r, res[r][k]);
+}
+
+/* Q4_1/Q5_0/Q5_1: RB groups x TB tokens over nb blocks of rb bytes. The
+ * fifth bits: byte u of each row's qh word spread over the lane's 4 bytes
+ * (vpshufb), tested per byte (bit k: low nibble, bit 4 + k: high nibble)
+ * and or'ed in as 16. */
+AI512 void k_q5(const char *G, size_t gb, int64_t nb, size_t rb, size_t doff, const lode_block_q8a *x,
+                int64_t xstride, float *Y, int64_t ldy, const bool FIVE, const bool MIN, const int RB, const int TB) {
+    const __m512i m4 = _mm512_set1_epi8(15), c16 = _mm512_set1_epi8(16);
+    const __m512i tlo = _mm512_set1_epi32(0x08040201), thi = _mm512_set1_epi32((int)0x80402010u);
+    __m512i spread[4];
+    for (int u = 0; u < 4; u++) {
+        const __m128i c = _mm_setr_epi8((char)u, (char)u, (char)u, (char)u, (char)(4 + u), (char)(4 + u), (char)(4 + u),
+                                        (char)(4 + u), (char)(8 + u), (char)(8 + u), (char)(8 + u), (char)(8 + u),
+                                        (char)(12 + u), (char)(12 + u), (char)(12 + u), (char)(12 + u));
+        spread[u] = _mm512_broadcast_i32x4(c);
+    }
+    __m512 res[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int k = 0; k < TB; k++) res[r][k] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i acc[4][4], H[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < TB; k++) {
+            const __m512i init = FIVE && !MIN ? _mm512_set1_epi32(-16 * (int32_t)x[k * xstride + b].s) : _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) acc[r][k] = init;
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++)
+            if (FIVE) H[r] = _mm512_loadu_si512(G + r * gb + (size_t)b * rb + Q5_QH);
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) {
+            __m512i lo[4], hi[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) {
+                const __m512i w = _mm512_loadu_si512(G + r * gb + (size_t)b * rb + 64 * u);
+                lo[r] = _mm512_and_si512(w, m4);
+                hi[r] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+                if (FIVE) {
+                    const __m512i hb = _mm512_shuffle_epi8(H[r], spread[u]);
+                    lo[r] = _mm512_mask_add_epi8(lo[r], _mm512_test_epi8_mask(hb, tlo), lo[r], c16);
+                    hi[r] = _mm512_mask_add_epi8(hi[r], _mm512_test_epi8_mask(hb, thi), hi[r], c16);
+                }
+            }
+#pragma GCC unroll 4
+            for (int k = 0; k < TB; k++) {
+                const int8_t *xs = x[k * xstride + b].qs + 8 * u;
+                const __m512i xa = _mm512_set1_epi32(ld32(xs)), xb = _mm512_set1_epi32(ld32(xs + 4));
+#pragma GCC unroll 4
+                for (int r = 0; r < RB; r++) {
+                    acc[r][k] = _mm512_dpbusd_epi32(acc[r][k], lo[r], xa);
+                    acc[r][k] = _mm512_dpbusd_epi32(acc[r][k], hi[r], xb);
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const char *rec = G + r * gb + (size_t)b * rb;
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + doff)));
+            const __m512 m = MIN ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + doff + 32))) : d;
+#pragma GCC unroll 4
+            for (int k = 0; k < TB; k++) {
+                const lode_block_q8a *xb = &x[k * xstride + b];
+                const __m512 dx = _mm512_set1_ps(xb->d);
+                res[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][k]), _mm512_mul_ps(d, dx), res[r][k]);
+                if (MIN) res[r][k] = _mm512_fmadd_ps(m, _mm512_set1_ps(xb->d * (float)xb->s), res[r][k]);
+            }
         }
     }
 #pragma GCC unroll 4
@@ -377,7 +522,7 @@ static TGT512 void r16_vnni(lode_type t, const void *W, int64_t ncols, const voi
     const size_t gb = R16 * lode_row_size(t, ncols);
     const int64_t nb = n_blocks(t, ncols);
     const bool q8 = t == LODE_TYPE_Q8_0;
-    const int rb_max = ntok == 1 && q8 ? 4 : 2;
+    const int rb_max = ntok == 1 && (q8 || is_q5(t)) ? 4 : 2;
     for (int64_t g = g0; g < g1; g += rb_max) {
         const int rb = g1 - g < rb_max ? (int)(g1 - g) : rb_max;
         const char *G = (const char *)W + (size_t)g * gb;
@@ -385,7 +530,18 @@ static TGT512 void r16_vnni(lode_type t, const void *W, int64_t ncols, const voi
             const int tb = ntok - t0 < 4 ? (int)(ntok - t0) : 4;
             float *Yt = Y + g * R16 + t0 * ldy;
             const int key = 10 * rb + tb;
-            if (q8) {
+            if (is_q5(t)) {
+                const lode_block_q8a *x = (const lode_block_q8a *)Xq + t0 * nb;
+                const size_t recb = gb / (size_t)nb, doff = q5_d_off(t);
+#define C(R_, T_)                                                                                     \
+    case 10 * R_ + T_:                                                                                \
+        if (t == LODE_TYPE_Q5_0) k_q5(G, gb, nb, recb, doff, x, nb, Yt, ldy, true, false, R_, T_);     \
+        else if (t == LODE_TYPE_Q5_1) k_q5(G, gb, nb, recb, doff, x, nb, Yt, ldy, true, true, R_, T_); \
+        else k_q5(G, gb, nb, recb, doff, x, nb, Yt, ldy, false, true, R_, T_);                         \
+        break;
+                switch (key) { C(1, 1) C(1, 2) C(1, 3) C(1, 4) C(2, 1) C(2, 2) C(2, 3) C(2, 4) C(3, 1) C(4, 1) }
+#undef C
+            } else if (q8) {
                 const lode_block_q8a *x = (const lode_block_q8a *)Xq + t0 * nb;
                 switch (key) {
 #define C(R_, T_) \
@@ -415,7 +571,7 @@ static bool vnni_now(void) {
 #endif
 }
 
-bool lode_r16_fast(lode_type t) { return (t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_K) && vnni_now(); }
+bool lode_r16_fast(lode_type t) { return (t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_K || is_q5(t)) && vnni_now(); }
 
 /* ---- entry points ------------------------------------------------------------ */
 

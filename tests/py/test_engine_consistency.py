@@ -127,7 +127,7 @@ def test_quantize_at_load_equals_quantized_file(typ):
 # checks every kernel level against the scalar reference at 1e-5 on the same
 # quantized activations, and int8_ref_vs_dequantized_f32 the rounding bound.
 INT8 = {"LODE_INT8": "1"}
-INT8_TYPES = ["q8_0", "q4_0", "q4_k", "q5_k", "q6_k"]
+INT8_TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"]
 
 
 def rel_rms(a, b):
@@ -172,7 +172,7 @@ def test_int8_close_to_exact(preset, typ):
 
 
 @pytest.mark.parametrize("preset", ["tiny-v2lite", "tiny-llama"])
-@pytest.mark.parametrize("typ", ["q8_0", "q4_k"])
+@pytest.mark.parametrize("typ", ["q8_0", "q4_k", "q5_0", "q5_1", "q4_1"])
 def test_int8_r16_layout_equals_rows(preset, typ):
     """Q8_0/Q4_K weights interleaved at load for the VNNI kernels (r16, the
     default at the AVX-512 level) against the plain rows (LODE_R16=0), for

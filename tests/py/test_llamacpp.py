@@ -187,7 +187,7 @@ def _kb_types_ok(path):
     return all(v in ("F32", "BF16") for n, v in t.items() if "attn_k_b" in n or "attn_v_b" in n)
 
 
-@pytest.mark.parametrize("qtype", ["bf16", "q8_0", "q4_0", "q4_k"])
+@pytest.mark.parametrize("qtype", ["bf16", "q8_0", "q4_0", "q4_k", "q5_0", "q5_1"])
 @pytest.mark.parametrize("preset", PRESETS)
 def test_lode_quantized_close_to_llamacpp(preset, qtype):
     path = gen_model(preset, "gguf", qtype)

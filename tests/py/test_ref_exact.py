@@ -351,7 +351,7 @@ def test_lode_other_seed(preset):
     _compare(gen_model(preset, "gguf", "f32", seed=7))
 
 
-@pytest.mark.parametrize("qtype", ["f16", "q5_k", "q6_k"])
+@pytest.mark.parametrize("qtype", ["f16", "q5_k", "q6_k", "q4_1", "q5_0", "q5_1"])
 @pytest.mark.parametrize("preset", ["tiny-v2lite", "tiny-v3", "tiny-llama-gqa"])
 def test_lode_more_types_exact(preset, qtype):
     _compare(gen_model(preset, "gguf", qtype))

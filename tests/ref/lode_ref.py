@@ -126,6 +126,9 @@ GGML_TYPES = {
     0: ("F32", 1, 4),
     1: ("F16", 1, 2),
     2: ("Q4_0", 32, 18),    # f16 d; u8 qs[16]
+    3: ("Q4_1", 32, 20),    # f16 d, m; u8 qs[16]
+    6: ("Q5_0", 32, 22),    # f16 d; u8 qh[4]; u8 qs[16]
+    7: ("Q5_1", 32, 24),    # f16 d, m; u8 qh[4]; u8 qs[16]
     8: ("Q8_0", 32, 34),    # f16 d; i8 qs[32]
     12: ("Q4_K", 256, 144),  # f16 d, dmin; u8 scales[12]; u8 qs[128]
     13: ("Q5_K", 256, 176),  # f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]
@@ -210,6 +213,18 @@ def dequantize(raw, tname, n_elems):
         # element j (< 16) is the low nibble of byte j, element j+16 the high nibble
         q = np.concatenate([qs & 0xF, qs >> 4], axis=1) - 8
         return (d * q).reshape(-1)
+    if tname in ("Q4_1", "Q5_0", "Q5_1"):
+        # x = d*q + m (Q5_0: q - 16, no m); q's low 4 bits as Q4_0, its 5th bit
+        # (Q5_*) is bit j of the little-endian u32 qh for element j.
+        d = f16_to_f64(blk[:, 0:2].copy().view("<u2"))
+        off = 2 if tname == "Q5_0" else 4
+        m = f16_to_f64(blk[:, 2:4].copy().view("<u2")) if tname != "Q5_0" else -16.0 * d
+        qs = blk[:, bb - 16:bb].astype(np.int64)
+        q = np.concatenate([qs & 0xF, qs >> 4], axis=1)
+        if tname != "Q4_1":
+            qh = blk[:, off:off + 4].copy().view("<u4").astype(np.int64)  # [nb,1]
+            q = q + ((qh >> np.arange(32)) & 1) * 16
+        return (d * q + m).reshape(-1)
     if tname in ("Q4_K", "Q5_K"):
         d = f16_to_f64(blk[:, 0:2].copy().view("<u2"))           # [nb,1]
         dmin = f16_to_f64(blk[:, 2:4].copy().view("<u2"))

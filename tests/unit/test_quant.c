@@ -283,6 +283,8 @@ Test(quant, traits_and_names) {
         {LODE_TYPE_BF16, "bf16", 1, 2},      {LODE_TYPE_Q8_0, "q8_0", 32, 34},
         {LODE_TYPE_Q4_0, "q4_0", 32, 18},    {LODE_TYPE_Q4_K, "q4_k", 256, 144},
         {LODE_TYPE_Q5_K, "q5_k", 256, 176},  {LODE_TYPE_Q6_K, "q6_k", 256, 210},
+        {LODE_TYPE_Q4_1, "q4_1", 32, 20},    {LODE_TYPE_Q5_0, "q5_0", 32, 22},
+        {LODE_TYPE_Q5_1, "q5_1", 32, 24},
     };
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
         const lode_type_traits *tr = lode_type_get(k[i].t);
@@ -296,12 +298,13 @@ Test(quant, traits_and_names) {
     }
     cr_expect_eq(lode_type_from_name("Q4_K"), LODE_TYPE_Q4_K);
     cr_expect_eq(lode_type_from_name("nope"), -1);
-    cr_expect_null(lode_type_get(LODE_TYPE_Q4_1));
+    cr_expect_null(lode_type_get(LODE_TYPE_Q2_K));
     cr_expect_null(lode_type_get((lode_type)77));
     cr_expect_str_eq(lode_type_name(LODE_TYPE_Q5_1), "q5_1");
     cr_expect_str_eq(lode_type_name((lode_type)77), "unknown(77)");
     cr_expect_eq(lode_row_size(LODE_TYPE_Q4_K, 100), 0);
-    cr_expect_eq(lode_row_size(LODE_TYPE_Q4_1, 64), 0);
+    cr_expect_eq(lode_row_size(LODE_TYPE_Q2_K, 256), 0);
+    cr_expect_eq(lode_row_size(LODE_TYPE_Q5_0, 48), 0);
 }
 
 // ---- reference quantizers ---------------------------------------------------------
@@ -612,7 +615,8 @@ static void random_block(lode_type t, uint8_t *p, size_t n_blocks) {
         for (int i = 0; i < 2; i++) h[i] = (uint16_t)((rng_u32() & 0x83FF) | ((rng_u32() % 30) << 10));
         const size_t off = t == LODE_TYPE_Q6_K ? 208 : 0;
         memcpy(blk + off, &h[0], 2);
-        if (t == LODE_TYPE_Q4_K || t == LODE_TYPE_Q5_K) memcpy(blk + 2, &h[1], 2);
+        if (t == LODE_TYPE_Q4_K || t == LODE_TYPE_Q5_K || t == LODE_TYPE_Q4_1 || t == LODE_TYPE_Q5_1)
+            memcpy(blk + 2, &h[1], 2);
     }
 }
 
@@ -623,6 +627,9 @@ Test(quant, matches_ggml_library) {
     const struct { lode_type t; const char *deq, *quant; } k[] = {
         {LODE_TYPE_Q8_0, "dequantize_row_q8_0", "quantize_row_q8_0_ref"},
         {LODE_TYPE_Q4_0, "dequantize_row_q4_0", "quantize_row_q4_0_ref"},
+        {LODE_TYPE_Q4_1, "dequantize_row_q4_1", "quantize_row_q4_1_ref"},
+        {LODE_TYPE_Q5_0, "dequantize_row_q5_0", "quantize_row_q5_0_ref"},
+        {LODE_TYPE_Q5_1, "dequantize_row_q5_1", "quantize_row_q5_1_ref"},
         {LODE_TYPE_Q4_K, "dequantize_row_q4_K", "quantize_row_q4_K_ref"},
         {LODE_TYPE_Q5_K, "dequantize_row_q5_K", "quantize_row_q5_K_ref"},
         {LODE_TYPE_Q6_K, "dequantize_row_q6_K", "quantize_row_q6_K_ref"},
@@ -646,12 +653,12 @@ Test(quant, matches_ggml_library) {
                 cr_assert(fbits(a[j]) == fbits(b[j]), "%s element %ld at %s: lode %a ggml %a", tr->name, (long)j,
                           lode_cpu_level_name((lode_cpu_level)lv), a[j], b[j]);
         }
-        /* Quantizers: Q8_0/Q4_0 must be byte-identical; the K-quants use
-         * lode's own search, so compare accuracy instead. */
+        /* Quantizers: the 32-block types must be byte-identical; the
+         * K-quants use lode's own search, so compare accuracy instead. */
         const size_t rs = lode_row_size(k[i].t, n);
         tr->from_f32(x, blk, n);
         gq(x, blk2, n);
-        if (k[i].t == LODE_TYPE_Q8_0 || k[i].t == LODE_TYPE_Q4_0) {
+        if (tr->block_size == 32) {
             cr_assert(memcmp(blk, blk2, rs) == 0, "%s quantizer differs from ggml's reference", tr->name);
         } else {
             tr->to_f32(blk, a, n);
@@ -701,8 +708,10 @@ Test(quant, matches_ggml_library) {
 // ---- int8-activation path (quant_int8.c) -------------------------------------
 
 /* Dequantized activation row (the x^ the int8 path multiplies with). */
+static bool q8a_type(lode_type t) { return lode_type_get(t)->block_size == 32; }
+
 static void act_dequant(lode_type t, const void *xq, int64_t n, float *out) {
-    if (t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0) {
+    if (q8a_type(t)) {
         const lode_block_q8a *b = xq;
         for (int64_t i = 0; i < n; i++) out[i] = b[i / 32].d * (float)b[i / 32].qs[i % 32];
     } else {
@@ -711,8 +720,8 @@ static void act_dequant(lode_type t, const void *xq, int64_t n, float *out) {
     }
 }
 
-static const lode_type k_int8_types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_0, LODE_TYPE_Q4_K, LODE_TYPE_Q5_K,
-                                         LODE_TYPE_Q6_K};
+static const lode_type k_int8_types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_0, LODE_TYPE_Q4_1, LODE_TYPE_Q5_0,
+                                         LODE_TYPE_Q5_1, LODE_TYPE_Q4_K, LODE_TYPE_Q5_K, LODE_TYPE_Q6_K};
 
 Test(quant, int8_act_quantize_known) {
     /* One 32-block: max |x| = 2.54 -> d = 0.02, x / d rounded half to even. */
@@ -759,7 +768,7 @@ Test(quant, int8_ref_vs_dequantized_f32) {
     for (size_t ti = 0; ti < sizeof k_int8_types / sizeof k_int8_types[0]; ti++) {
         const lode_type t = k_int8_types[ti];
         const int64_t n = 2304, nrows = 9;
-        const int64_t bs = (t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0) ? 32 : 256;
+        const int64_t bs = q8a_type(t) ? 32 : 256;
         wmat m = make_wmat(t, n, nrows);
         float *x = malloc((size_t)n * sizeof(float)), *xh = malloc((size_t)n * sizeof(float));
         void *xq = malloc(lode_act_row_size(t, n));
@@ -783,7 +792,7 @@ Test(quant, int8_ref_vs_dequantized_f32) {
                 mag += fabs((double)w[i] * x[i]);
                 magh += fabs((double)w[i] * xh[i]);
                 /* The rounding bound holds element-wise too. */
-                cr_assert(fabs((double)xh[i] - x[i]) <= 0.5 * fabs((double)(t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0
+                cr_assert(fabs((double)xh[i] - x[i]) <= 0.5 * fabs((double)(q8a_type(t)
                                                                             ? ((lode_block_q8a *)xq)[i / 32].d
                                                                             : ((lode_block_q8k *)xq)[i / 256].d)) * 1.0001 + 1e-30);
             }
@@ -910,8 +919,8 @@ Test(quant, int8_act_quantize_same_bytes_all_levels) {
 /* Packing is lossless, also for arbitrary bytes (every 6-bit scale/min
  * pattern of Q4_K, every nibble), and only the groups asked for change. */
 Test(quant, r16_pack_unpack_round_trip) {
-    const lode_type types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_K};
-    for (size_t ti = 0; ti < 2; ti++) {
+    const lode_type types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_K, LODE_TYPE_Q4_1, LODE_TYPE_Q5_0, LODE_TYPE_Q5_1};
+    for (size_t ti = 0; ti < 5; ti++) {
         const lode_type t = types[ti];
         const int64_t cols = 768, rows = 48;
         const size_t rs = lode_row_size(t, cols), n = rs * (size_t)rows;
@@ -940,9 +949,9 @@ Test(quant, r16_pack_unpack_round_trip) {
  * 1..15 tokens (every token-block remainder) and group-aligned ranges. */
 static void check_r16_at_level(lode_cpu_level level) {
     if (lode_quant_set_cpu_level(level) != level) cr_skip_test("CPU lacks %s", lode_cpu_level_name(level));
-    const lode_type types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_K};
+    const lode_type types[] = {LODE_TYPE_Q8_0, LODE_TYPE_Q4_K, LODE_TYPE_Q4_1, LODE_TYPE_Q5_0, LODE_TYPE_Q5_1};
     const int64_t shapes[][2] = {{256, 32}, {2304, 48}, {512, 128}}; /* ncols, nrows */
-    for (size_t ti = 0; ti < 2; ti++)
+    for (size_t ti = 0; ti < 5; ti++)
         for (size_t si = 0; si < 3; si++) {
             const lode_type t = types[ti];
             const int64_t n = shapes[si][0], nrows = shapes[si][1], ldy = nrows + 3, ntok_max = 15;
