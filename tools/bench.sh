@@ -36,7 +36,9 @@ echo "## model: DeepSeek-Coder-V2-Lite shape (random weights), $THREADS threads,
 printf "| type | lode kernels | file GB | lode pp | llama.cpp pp (no mmap / mmap) | pp ratio | pp / int8 peak | lode tg | llama.cpp tg (no mmap / mmap) | tg ratio | tg roofline | tg / roofline | peak RSS GB | RSS bar |\n"
 printf "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 for T in $TYPES; do
-  F="$DIR/lite-$T.gguf"
+  # .g2: files of the current generator (q4_k's 1408-wide rows are q5_0, as
+  # llama.cpp writes them; earlier caches had q8_0 there)
+  F="$DIR/lite-$T.g2.gguf"
   [ -f "$F" ] || "$LODE" gen lite -o "$F" --type "$T" --quiet
   C=$(node tests/llamacpp/llama_bench.mjs "$F" -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -v 100000 --no-mmap 2>/dev/null | tail -1)
   CM=$(node tests/llamacpp/llama_bench.mjs "$F" -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -v 100000 2>/dev/null | tail -1)
@@ -71,7 +73,7 @@ if [ -n "$DEPTHS" ]; then
     for D in $DEPTHS; do
       FILLS="synthetic"; [ "$D" -le "$FILL_EVAL_MAX" ] && FILLS="eval synthetic"
       for FL in $FILLS; do
-        L=$("$LODE" bench -m "$DIR/lite-$T.gguf" -p 0 -n "$TG" -d "$D" --fill "$FL" -r 1 -t "$THREADS" --json)
+        L=$("$LODE" bench -m "$DIR/lite-$T.g2.gguf" -p 0 -n "$TG" -d "$D" --fill "$FL" -r 1 -t "$THREADS" --json)
         python3 -c "import json,sys; l=json.loads(sys.argv[1]); print(f\"| $T | $D | $FL | {l['tg_tps']:.2f} | {l['kv_gb']:.3f} | {l['peak_rss_gb']:.2f} |\")" "$L"
       done
     done
