@@ -266,6 +266,34 @@ def test_dequant_q8_0_q4_0_roundtrip():
     assert np.all(np.abs(y4 - a).reshape(-1, 32).max(1) <= blocks / 8 * 1.01 + 1e-3)
 
 
+GGML_BASE = os.path.join(os.path.dirname(__file__), "..", "npm", "node_modules", "@node-llama-cpp", "linux-x64",
+                         "bins", "linux-x64", "libggml-base.so")
+
+
+@pytest.mark.parametrize("tname", ["Q4_1", "Q5_0", "Q5_1"])
+def test_dequant_32_block_types_match_libggml(tname):
+    """The reference's Q4_1/Q5_0/Q5_1 decoders (written from the GGML block
+    definitions) against ggml's own dequantize_row_* on random blocks with
+    finite f16 scales: equal up to the f32 rounding of ggml's output."""
+    import ctypes
+    if not os.path.exists(GGML_BASE):
+        pytest.skip("libggml-base.so from node-llama-cpp is not installed")
+    g = ctypes.CDLL(GGML_BASE)
+    _, bs, bb = next(v for v in lr.GGML_TYPES.values() if v[0] == tname)
+    rng = np.random.default_rng(5)
+    nb = 256
+    raw = bytearray(rng.integers(0, 256, nb * bb, dtype=np.uint8).tobytes())
+    for b in range(nb):
+        for off in (0,) if tname == "Q5_0" else (0, 2):
+            h = int(rng.integers(0, 0x3FF)) | int(rng.integers(5, 20)) << 10 | int(rng.integers(0, 2)) << 15
+            raw[b * bb + off:b * bb + off + 2] = h.to_bytes(2, "little")
+    out = (ctypes.c_float * (nb * 32))()
+    getattr(g, "dequantize_row_" + tname.lower())(ctypes.c_char_p(bytes(raw)), out, ctypes.c_int64(nb * 32))
+    got = np.array(out, dtype=np.float64)
+    ref = lr.dequantize(bytes(raw), tname, nb * 32)
+    assert np.all(np.abs(got - ref) <= np.abs(ref) * 2.0 ** -23 * 2 + 1e-30), tname
+
+
 def _f16(v):
     return np.array([v], np.float16).view(np.uint8).tobytes()
 
