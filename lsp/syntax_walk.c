@@ -484,7 +484,7 @@ static bool add_roots(lode__walk *w, pnode *p, uint32_t pat, uint32_t *cap_ents)
         p->ncaps = 0;
         return true;
     }
-    if (p->kind != PN_NODE || p->wildcard || !p->named) return false; /* the walk visits named nodes */
+    if (p->kind != PN_NODE || p->wildcard) return false;
     if (w->n_ents == *cap_ents) {
         *cap_ents = *cap_ents ? *cap_ents * 2 : 32;
         w->ents = lode_xrealloc(w->ents, *cap_ents * sizeof *w->ents);
@@ -732,24 +732,25 @@ static void m_item(mctx *m, const pnode *p, TSNode node, const cont *k) {
     m->ncaps = saved;
 }
 
-/* Try the patterns rooted at nd's symbol. */
-static void try_node(mctx *m, const lode__walk *w, TSNode nd) {
-    TSSymbol s = ts_node_symbol(nd);
-    if (s >= w->n_syms) return;
-    static const cont top = {0};
-    for (uint32_t e = w->first[s]; e < w->first[s + 1] && !m->stop; e++) {
-        m->pat = w->ents[e].pat;
-        m->ncaps = 0;
-        m_item(m, w->ents[e].p, nd, &top);
-    }
-}
-
-/* Every node under root (root included), iteratively with a cursor. */
-static void walk_cursor(mctx *m, const lode__walk *w, TSNode root) {
+void lode__walk_run(const lode_query *q, TSNode root, const char *src, size_t len, pcre2_match_data *md,
+                    lode_match_fn fn, void *ud) {
+    const lode__walk *w = q ? q->walk : NULL;
+    if (!w || !fn || ts_node_is_null(root)) return;
+    mctx m = {.q = q, .src = src, .len = len, .md = md, .fn = fn, .ud = ud};
+    m.cur = ts_tree_cursor_new(root);
     TSTreeCursor c = ts_tree_cursor_new(root);
+    const cont top = {0};
     for (;;) {
-        try_node(m, w, ts_tree_cursor_current_node(&c));
-        if (m->stop) break;
+        TSNode nd = ts_tree_cursor_current_node(&c);
+        TSSymbol s = ts_node_symbol(nd);
+        if (s < w->n_syms) {
+            for (uint32_t e = w->first[s]; e < w->first[s + 1] && !m.stop; e++) {
+                m.pat = w->ents[e].pat;
+                m.ncaps = 0;
+                m_item(&m, w->ents[e].p, nd, &top);
+            }
+        }
+        if (m.stop) break;
         if (ts_tree_cursor_goto_first_child(&c)) continue;
         while (!ts_tree_cursor_goto_next_sibling(&c)) {
             if (!ts_tree_cursor_goto_parent(&c)) goto done;
@@ -757,43 +758,6 @@ static void walk_cursor(mctx *m, const lode__walk *w, TSNode root) {
     }
 done:
     ts_tree_cursor_delete(&c);
-}
-
-/* Every named node under nd (pattern roots are named): a node with a few
- * named children reaches them with ts_node_named_child, which in 0.20.7 is
- * cheaper than cursor steps over the anonymous tokens in between; a wide node
- * (its i-th child costs O(i)) is stepped through with a cursor; past a depth
- * cap the subtree is walked iteratively (no deep recursion). */
-enum { WALK_FEW = 8, WALK_MAX_DEPTH = 256 };
-static void walk_named(mctx *m, const lode__walk *w, TSNode nd, int depth) {
-    if (depth >= WALK_MAX_DEPTH) {
-        walk_cursor(m, w, nd);
-        return;
-    }
-    try_node(m, w, nd);
-    uint32_t n = ts_node_named_child_count(nd);
-    if (!n || m->stop) return;
-    if (n <= WALK_FEW) {
-        for (uint32_t i = 0; i < n && !m->stop; i++) walk_named(m, w, ts_node_named_child(nd, i), depth + 1);
-        return;
-    }
-    TSTreeCursor c = ts_tree_cursor_new(nd);
-    if (ts_tree_cursor_goto_first_child(&c)) {
-        do {
-            TSNode k = ts_tree_cursor_current_node(&c);
-            if (ts_node_is_named(k) || ts_node_child_count(k)) walk_named(m, w, k, depth + 1);
-        } while (!m->stop && ts_tree_cursor_goto_next_sibling(&c));
-    }
-    ts_tree_cursor_delete(&c);
-}
-
-void lode__walk_run(const lode_query *q, TSNode root, const char *src, size_t len, pcre2_match_data *md,
-                    lode_match_fn fn, void *ud) {
-    const lode__walk *w = q ? q->walk : NULL;
-    if (!w || !fn || ts_node_is_null(root)) return;
-    mctx m = {.q = q, .src = src, .len = len, .md = md, .fn = fn, .ud = ud};
-    m.cur = ts_tree_cursor_new(root);
-    walk_named(&m, w, root, 0);
     ts_tree_cursor_delete(&m.cur);
     lode_free(m.kids);
 }
