@@ -552,6 +552,9 @@ LODE__TO_F32(q4_0, LODE_TYPE_Q4_0)
 LODE__TO_F32(q4_k, LODE_TYPE_Q4_K)
 LODE__TO_F32(q5_k, LODE_TYPE_Q5_K)
 LODE__TO_F32(q6_k, LODE_TYPE_Q6_K)
+LODE__TO_F32(q4_1, LODE_TYPE_Q4_1)
+LODE__TO_F32(q5_0, LODE_TYPE_Q5_0)
+LODE__TO_F32(q5_1, LODE_TYPE_Q5_1)
 #undef LODE__TO_F32
 
 typedef void (*to_f32_fn)(const void *src, float *dst, int64_t n);
@@ -573,11 +576,11 @@ static const lode_type_traits k_traits[LODE_TYPE_COUNT] = {
     [LODE_TYPE_Q6_K] = {"q6_k", LODE_QK_K, sizeof(lode_block_q6_k), true, q6_k_to_f32, q6_k_from_f32},
     /* llama.cpp's fallbacks for rows that are not a multiple of 256 (Lite's
      * 1408-wide expert down projections: Q4_K -> Q5_0, Q5_K -> Q5_1);
-     * dequantized by the reference decoder at every level, multiplied on
-     * the int8 path (quant_int8.c, quant_r16.c). */
-    [LODE_TYPE_Q4_1] = {"q4_1", 32, sizeof(lode_block_q4_1), true, q4_1_to_f32_ref, q4_1_from_f32},
-    [LODE_TYPE_Q5_0] = {"q5_0", 32, sizeof(lode_block_q5_0), true, q5_0_to_f32_ref, q5_0_from_f32},
-    [LODE_TYPE_Q5_1] = {"q5_1", 32, sizeof(lode_block_q5_1), true, q5_1_to_f32_ref, q5_1_from_f32},
+     * AVX-512 decoders (the scalar reference below that level), and the
+     * int8 path (quant_int8.c's reference, quant_r16.c's VNNI kernels). */
+    [LODE_TYPE_Q4_1] = {"q4_1", 32, sizeof(lode_block_q4_1), true, q4_1_to_f32, q4_1_from_f32},
+    [LODE_TYPE_Q5_0] = {"q5_0", 32, sizeof(lode_block_q5_0), true, q5_0_to_f32, q5_0_from_f32},
+    [LODE_TYPE_Q5_1] = {"q5_1", 32, sizeof(lode_block_q5_1), true, q5_1_to_f32, q5_1_from_f32},
 };
 
 /* Names of every GGML type id, supported or not (for messages). */
@@ -787,6 +790,57 @@ AI512 void row_q4_0_512(const void *src, int64_t n, const float *x, int64_t ldx,
     if (dot) finish512(acc, out, dot);
 }
 
+/* Q4_1 / Q5_0 / Q5_1: q (0..15 / 0..31) from the nibbles and the fifth
+ * bits (bit j of qh for element j), then GGML's arithmetic: (q - 16) * d,
+ * or q * d + m as a product and a sum (not fused), as the reference. */
+AI512 void q5x_block512(lode_type t, const uint8_t *blk, const float *x, int64_t ldx, float *dst, __m512 *acc,
+                        const int kb, const int dot) {
+    uint16_t dh, mh = 0;
+    memcpy(&dh, blk, 2);
+    const bool five = t != LODE_TYPE_Q4_1, min = t != LODE_TYPE_Q5_0;
+    if (min) memcpy(&mh, blk + 2, 2);
+    const uint8_t *qh = blk + (min ? 4 : 2), *qs = five ? qh + 4 : qh;
+    const __m512i v = ld_u8x16(qs), m15 = _mm512_set1_epi32(15);
+    __m512i q0 = _mm512_and_si512(v, m15), q1 = _mm512_srli_epi32(v, 4);
+    if (five) {
+        uint32_t h;
+        memcpy(&h, qh, 4);
+        const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const __m512i one = _mm512_set1_epi32(1);
+        q0 = _mm512_or_si512(q0, _mm512_slli_epi32(_mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)h), lane), one), 4));
+        q1 = _mm512_or_si512(q1, _mm512_slli_epi32(_mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)(h >> 16)), lane), one), 4));
+    }
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(dh));
+    __m512 w0, w1;
+    if (min) {
+        const __m512 m = _mm512_set1_ps(_cvtsh_ss(mh));
+        w0 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(q0), d), m);
+        w1 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(q1), d), m);
+    } else {
+        const __m512i o = _mm512_set1_epi32(16);
+        w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q0, o)), d);
+        w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q1, o)), d);
+    }
+    SINK512(kb, w0, 0);
+    SINK512(kb + 1, w1, 16);
+}
+
+AI512 void row_q5x_512(lode_type t, const void *src, int64_t n, const float *x, int64_t ldx, float *dst, float *out,
+                       const int dot) {
+    const uint8_t *b = src;
+    const size_t bs = lode_type_get(t)->type_size;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const int64_t nb = n / 32;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        q5x_block512(t, b + (size_t)i * bs, x + (dot ? 32 * i : 0), ldx, dst + (dot ? 0 : 32 * i), acc, 0, dot);
+        q5x_block512(t, b + (size_t)(i + 1) * bs, x + (dot ? 32 * i + 32 : 0), ldx, dst + (dot ? 0 : 32 * i + 32), acc,
+                     2, dot);
+    }
+    if (i < nb) q5x_block512(t, b + (size_t)i * bs, x + (dot ? 32 * i : 0), ldx, dst + (dot ? 0 : 32 * i), acc, 0, dot);
+    if (dot) finish512(acc, out, dot);
+}
+
 /* Table of K-quant weights d1*q - m1 for q = io: fused in dot mode, GGML's
  * two roundings when storing. */
 AI512 __m512 kq_tab512(__m512 io, __m512 d1, __m512 m1, const int dot) {
@@ -962,6 +1016,15 @@ AI512 void row_float512(const void *src, int64_t n, const float *x, int64_t ldx,
 
 static TGT512 void dotn_avx512(lode_type t, const void *row, const float *x, int64_t ldx, int64_t n, int nt,
                                float *out) {
+    if (t == LODE_TYPE_Q4_1 || t == LODE_TYPE_Q5_0 || t == LODE_TYPE_Q5_1) {
+        switch (nt) {
+        case 1: row_q5x_512(t, row, n, x, ldx, NULL, out, 1); return;
+        case 2: row_q5x_512(t, row, n, x, ldx, NULL, out, 2); return;
+        case 3: row_q5x_512(t, row, n, x, ldx, NULL, out, 3); return;
+        case 4: row_q5x_512(t, row, n, x, ldx, NULL, out, 4); return;
+        default: break;
+        }
+    }
     switch (nt) {
     case 1: DOTN_CASES(512, 1) break;
     case 2: DOTN_CASES(512, 2) break;
@@ -979,6 +1042,9 @@ static TGT512 void deq_avx512(lode_type t, const void *row, float *dst, int64_t 
     case LODE_TYPE_BF16: row_float512(row, n, NULL, 0, dst, NULL, 0, 2); break;
     case LODE_TYPE_Q8_0: row_q8_0_512(row, n, NULL, 0, dst, NULL, 0); break;
     case LODE_TYPE_Q4_0: row_q4_0_512(row, n, NULL, 0, dst, NULL, 0); break;
+    case LODE_TYPE_Q4_1:
+    case LODE_TYPE_Q5_0:
+    case LODE_TYPE_Q5_1: row_q5x_512(t, row, n, NULL, 0, dst, NULL, 0); break;
     case LODE_TYPE_Q4_K: row_q4_k_512(row, n, NULL, 0, dst, NULL, 0); break;
     case LODE_TYPE_Q5_K: row_q5_k_512(row, n, NULL, 0, dst, NULL, 0); break;
     case LODE_TYPE_Q6_K: row_q6_k_512(row, n, NULL, 0, dst, NULL, 0); break;

@@ -33,8 +33,9 @@ static float frand(void) {
 
 int main(int argc, char **argv) {
     const int64_t rows = argc > 1 ? atoll(argv[1]) : 4096, cols = argc > 2 ? atoll(argv[2]) : 4096;
-    const lode_type types[] = {LODE_TYPE_F32, LODE_TYPE_F16, LODE_TYPE_BF16, LODE_TYPE_Q8_0,
-                               LODE_TYPE_Q4_0, LODE_TYPE_Q4_K, LODE_TYPE_Q5_K, LODE_TYPE_Q6_K};
+    const lode_type types[] = {LODE_TYPE_F32,  LODE_TYPE_F16,  LODE_TYPE_BF16, LODE_TYPE_Q8_0,
+                               LODE_TYPE_Q4_0, LODE_TYPE_Q4_1, LODE_TYPE_Q5_0, LODE_TYPE_Q5_1,
+                               LODE_TYPE_Q4_K, LODE_TYPE_Q5_K, LODE_TYPE_Q6_K};
     enum { NTOK = 8, NTOK_BIG = 64, SEED_ROWS = 64 };
     float *src = malloc((size_t)(SEED_ROWS * cols) * sizeof(float));
     float *x = malloc((size_t)(NTOK_BIG * cols) * sizeof(float));

@@ -399,6 +399,8 @@ static const shape k_shapes[] = {
     {LODE_TYPE_BF16, 19},   {LODE_TYPE_BF16, 2305}, {LODE_TYPE_Q8_0, 96},   {LODE_TYPE_Q8_0, 2080},
     {LODE_TYPE_Q4_0, 64},   {LODE_TYPE_Q4_0, 2080}, {LODE_TYPE_Q4_K, 768},  {LODE_TYPE_Q4_K, 2304},
     {LODE_TYPE_Q5_K, 256},  {LODE_TYPE_Q5_K, 2304}, {LODE_TYPE_Q6_K, 512},  {LODE_TYPE_Q6_K, 2304},
+    {LODE_TYPE_Q4_1, 96},   {LODE_TYPE_Q4_1, 2080}, {LODE_TYPE_Q5_0, 96},   {LODE_TYPE_Q5_0, 2080},
+    {LODE_TYPE_Q5_1, 96},   {LODE_TYPE_Q5_1, 2080},
 };
 
 typedef struct {
