@@ -51,7 +51,8 @@ static bool is_b32(lode_type t) {
     return t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0 || t == LODE_TYPE_Q4_1 || t == LODE_TYPE_Q5_0 ||
            t == LODE_TYPE_Q5_1;
 }
-static bool has_simd(lode_type t) { return is_kq(t) || t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0; }
+static bool has_vnni_kernel(lode_type t) { return is_kq(t) || t == LODE_TYPE_Q8_0 || t == LODE_TYPE_Q4_0; }
+static bool has_avx2_kernel(lode_type t) { return has_vnni_kernel(t) || t == LODE_TYPE_Q5_0; }
 
 size_t lode_act_row_size(lode_type t, int64_t n) {
     if (n <= 0) return 0;
@@ -379,9 +380,32 @@ static TGT256 void dec_kq(lode_type t, const void *row, int64_t nsb, kdec *out) 
     }
 }
 
+/* A Q5_0 block's 32 signed values (q - 16) in element order: nibbles as
+ * Q4_0, the fifth bit j of qh spread to byte j (vpshufb of its byte j / 8,
+ * tested against 1 << (j % 8)). */
+AI256 __m256i q5_0_i8(const lode_block_q5_0 *w) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)w->qs), m4 = _mm_set1_epi8(0x0F);
+    __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+    uint32_t h;
+    memcpy(&h, w->qh, 4);
+    const __m256i hv = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h),
+                                           _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2,
+                                                            2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(hv, bits), bits);
+    q = _mm256_or_si256(q, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+    return _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+}
+
 /* 32-blocks: nb*32 signed int8 values, then nb f32 scales. */
 static TGT256 void dec_b32(lode_type t, const void *row, int64_t nb, int8_t *q, float *d) {
-    if (t == LODE_TYPE_Q8_0) {
+    if (t == LODE_TYPE_Q5_0) {
+        const lode_block_q5_0 *w = row;
+        for (int64_t i = 0; i < nb; i++) {
+            _mm256_storeu_si256((__m256i *)(q + 32 * i), q5_0_i8(&w[i]));
+            d[i] = _cvtsh_ss(w[i].d);
+        }
+    } else if (t == LODE_TYPE_Q8_0) {
         const lode_block_q8_0 *w = row;
         for (int64_t i = 0; i < nb; i++) {
             _mm256_storeu_si256((__m256i *)(q + 32 * i), _mm256_loadu_si256((const __m256i *)w[i].qs));
@@ -503,7 +527,11 @@ AI256 float mv_b32(lode_type t, const void *row, const lode_block_q8a *x, int64_
     for (int64_t b = 0; b < nb; b++) {
         __m256i w;
         float dw;
-        if (t == LODE_TYPE_Q8_0) {
+        if (t == LODE_TYPE_Q5_0) {
+            const lode_block_q5_0 *wb = (const lode_block_q5_0 *)row + b;
+            w = q5_0_i8(wb);
+            dw = _cvtsh_ss(wb->d);
+        } else if (t == LODE_TYPE_Q8_0) {
             const lode_block_q8_0 *wb = (const lode_block_q8_0 *)row + b;
             w = _mm256_loadu_si256((const __m256i *)wb->qs);
             dw = _cvtsh_ss(wb->d);
@@ -1159,11 +1187,11 @@ void lode_matmul_q8_rows(lode_type t, const void *W, int64_t ncols, const void *
     LODE_ASSERT(ars > 0 && rs > 0);
 #if LODE_X86
     /* other types: the reference below (their fast form is the r16 layout) */
-    if (has_simd(t) && lode_quant_cpu_level() >= LODE_CPU_AVX512 && lode__cpu_vnni()) {
+    if (has_vnni_kernel(t) && lode_quant_cpu_level() >= LODE_CPU_AVX512 && lode__cpu_vnni()) {
         matmul_q8_vnni(t, W, ncols, Xq, ntok, Y, ldy, r0, r1);
         return;
     }
-    if (has_simd(t) && lode_quant_cpu_level() >= LODE_CPU_AVX2) {
+    if (has_avx2_kernel(t) && lode_quant_cpu_level() >= LODE_CPU_AVX2) {
         matmul_q8_avx2(t, W, ncols, Xq, ntok, Y, ldy, r0, r1);
         return;
     }
