@@ -143,6 +143,6 @@ EVAL=${LODE_EVAL_DIR:-$HOME/.cache/lode/eval}
 CTX_ROOTS=("$REPO"); [ -d /usr/include ] && CTX_ROOTS+=(/usr/include); [ -d "$EVAL" ] && CTX_ROOTS+=("$EVAL")
 CTX_FILES=()
 for F in "$EVAL/lua5.4/src/src/lapi.c" "$EVAL/jinja2/src/src/jinja2/compiler.py"; do [ -f "$F" ] && CTX_FILES+=(--file "$F"); done
-[ ${#CTX_FILES[@]} -gt 0 ] || CTX_FILES=(--file "$(ls "$REPO"/*.c 2>/dev/null | head -1)")
+[ ${#CTX_FILES[@]} -gt 0 ] || CTX_FILES=(--file "$(find "$REPO" -name '*.c' | sort | head -1)")
 CTX_TOK=(); [ -f "$VOCAB" ] && CTX_TOK=(--tokenizer "$VOCAB")
 "$BUILD/bench_context" "${CTX_TOK[@]}" "${CTX_FILES[@]}" "${CTX_ROOTS[@]}"
