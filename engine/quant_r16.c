@@ -337,6 +337,22 @@ AI512 void k_q8_0(const char *G, size_t gb, int64_t nb, const lode_block_q8a *x,
         for (int k = 0; k < TB; k++) _mm512_storeu_ps(Y + k * ldy + 16 * r, res[r][k]);
 }
 
+/* acc[r][k] += the low-nibble values of group r dotted with activation
+ * bytes xs[0..3] of token k, and the high ones with xs[4..7] (xs points into
+ * token 0's block; token k's bytes are k * tstride further). */
+AI512 void dp_nibbles(__m512i acc[4][4], const __m512i *lo, const __m512i *hi, const int8_t *xs, size_t tstride,
+                       const int RB, const int TB) {
+#pragma GCC unroll 4
+    for (int k = 0; k < TB; k++) {
+        const int8_t *p = xs + (size_t)k * tstride;
+        const __m512i xa = _mm512_set1_epi32(ld32(p)), xb = _mm512_set1_epi32(ld32(p + 4));
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            acc[r][k] = _mm512_dpbusd_epi32(acc[r][k], lo[r], xa);
+            acc[r][k] = _mm512_dpbusd_epi32(acc[r][k], hi[r], xb);
+        }
+    }
+}
 /* Q4_1/Q5_0/Q5_1: RB groups x TB tokens over nb blocks of rb bytes. The
  * fifth bits: byte u of each row's qh word spread over the lane's 4 bytes
  * (vpshufb), tested per byte (bit k: low nibble, bit 4 + k: high nibble)
@@ -382,16 +398,7 @@ AI512 void k_q5(const char *G, size_t gb, int64_t nb, size_t rb, size_t doff, co
                     hi[r] = _mm512_mask_add_epi8(hi[r], _mm512_test_epi8_mask(hb, thi), hi[r], c16);
                 }
             }
-#pragma GCC unroll 4
-            for (int k = 0; k < TB; k++) {
-                const int8_t *xs = x[k * xstride + b].qs + 8 * u;
-                const __m512i xa = _mm512_set1_epi32(ld32(xs)), xb = _mm512_set1_epi32(ld32(xs + 4));
-#pragma GCC unroll 4
-                for (int r = 0; r < RB; r++) {
-                    acc[r][k] = _mm512_dpbusd_epi32(acc[r][k], lo[r], xa);
-                    acc[r][k] = _mm512_dpbusd_epi32(acc[r][k], hi[r], xb);
-                }
-            }
+            dp_nibbles(acc, lo, hi, x[b].qs + 8 * u, (size_t)xstride * sizeof *x, RB, TB);
         }
 #pragma GCC unroll 4
         for (int r = 0; r < RB; r++) {
@@ -463,16 +470,7 @@ AI512 void k_q4_k(const char *G, size_t gb, int64_t nsb, const lode_block_q8k *x
                     lo[r] = _mm512_and_si512(w, m4);
                     hi[r] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
                 }
-#pragma GCC unroll 4
-                for (int k = 0; k < TB; k++) {
-                    const int8_t *xs = x[k * xstride + i].qs + 32 * j + 8 * u;
-                    const __m512i xa = _mm512_set1_epi32(ld32(xs)), xb = _mm512_set1_epi32(ld32(xs + 4));
-#pragma GCC unroll 4
-                    for (int r = 0; r < RB; r++) {
-                        acc[r][k] = _mm512_dpbusd_epi32(acc[r][k], lo[r], xa);
-                        acc[r][k] = _mm512_dpbusd_epi32(acc[r][k], hi[r], xb);
-                    }
-                }
+                dp_nibbles(acc, lo, hi, x[i].qs + 32 * j + 8 * u, (size_t)xstride * sizeof *x, RB, TB);
             }
 #pragma GCC unroll 4
             for (int r = 0; r < RB; r++) {

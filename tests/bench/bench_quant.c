@@ -31,12 +31,36 @@ static float frand(void) {
     return (float)(rng >> 8) / 16777216.0f - 0.5f;
 }
 
+enum { NTOK = 8, NTOK_BIG = 64, SEED_ROWS = 64 };
+
+typedef void (*q8_fn)(lode_type, const void *, int64_t, const void *, int64_t, float *, int64_t, int64_t, int64_t);
+
+/* Best-of timings of an int8-path kernel: 1 token (GB/s of weights), 8 and
+ * 64 tokens (GFLOP/s), printed as three columns. */
+static void time_q8(q8_fn fn, lode_type t, const void *W, size_t rs, int64_t rows, int64_t cols, const void *xq,
+                    float *y) {
+    double bv = 1e9, b8 = 1e9, b64 = 1e9;
+    for (int it = 0; it < 10; it++) {
+        double t0 = now_s();
+        fn(t, W, cols, xq, 1, y, rows, 0, rows);
+        double t1 = now_s();
+        fn(t, W, cols, xq, NTOK, y, rows, 0, rows);
+        double t2 = now_s();
+        if (it < 3) fn(t, W, cols, xq, NTOK_BIG, y, rows, 0, rows);
+        double t3 = now_s();
+        if (t1 - t0 < bv) bv = t1 - t0;
+        if (t2 - t1 < b8) b8 = t2 - t1;
+        if (it < 3 && t3 - t2 < b64) b64 = t3 - t2;
+    }
+    printf("  %10.2f  %8.1f  %9.1f", (double)rs * (double)rows / bv / 1e9,
+           2.0 * (double)rows * (double)cols * NTOK / b8 / 1e9, 2.0 * (double)rows * (double)cols * NTOK_BIG / b64 / 1e9);
+}
+
 int main(int argc, char **argv) {
     const int64_t rows = argc > 1 ? atoll(argv[1]) : 4096, cols = argc > 2 ? atoll(argv[2]) : 4096;
     const lode_type types[] = {LODE_TYPE_F32,  LODE_TYPE_F16,  LODE_TYPE_BF16, LODE_TYPE_Q8_0,
                                LODE_TYPE_Q4_0, LODE_TYPE_Q4_1, LODE_TYPE_Q5_0, LODE_TYPE_Q5_1,
                                LODE_TYPE_Q4_K, LODE_TYPE_Q5_K, LODE_TYPE_Q6_K};
-    enum { NTOK = 8, NTOK_BIG = 64, SEED_ROWS = 64 };
     float *src = malloc((size_t)(SEED_ROWS * cols) * sizeof(float));
     float *x = malloc((size_t)(NTOK_BIG * cols) * sizeof(float));
     float *y = malloc((size_t)(NTOK_BIG * rows) * sizeof(float));
@@ -82,41 +106,11 @@ int main(int argc, char **argv) {
         if (ars) {
             lode_quant_set_cpu_level(max);
             for (int k = 0; k < NTOK_BIG; k++) lode_act_quantize(t, x + k * cols, (char *)xq + k * ars, cols);
-            double bv = 1e9, b8 = 1e9, b64 = 1e9;
-            for (int it = 0; it < 10; it++) {
-                double t0 = now_s();
-                lode_matmul_q8_rows(t, W, cols, xq, 1, y, rows, 0, rows);
-                double t1 = now_s();
-                lode_matmul_q8_rows(t, W, cols, xq, NTOK, y, rows, 0, rows);
-                double t2 = now_s();
-                if (it < 3) lode_matmul_q8_rows(t, W, cols, xq, NTOK_BIG, y, rows, 0, rows);
-                double t3 = now_s();
-                if (t1 - t0 < bv) bv = t1 - t0;
-                if (t2 - t1 < b8) b8 = t2 - t1;
-                if (it < 3 && t3 - t2 < b64) b64 = t3 - t2;
-            }
-            printf("  %10.2f  %8.1f  %9.1f", (double)rs * (double)rows / bv / 1e9,
-                   2.0 * (double)rows * (double)cols * NTOK / b8 / 1e9,
-                   2.0 * (double)rows * (double)cols * NTOK_BIG / b64 / 1e9);
+            time_q8(lode_matmul_q8_rows, t, W, rs, rows, cols, xq, y);
             if (lode_r16_supported(t, rows, cols) && lode_r16_fast(t)) {
                 /* the same weights in the load-time 16-row layout */
                 lode_r16_pack_groups(t, W, cols, 0, rows / 16);
-                bv = b8 = b64 = 1e9;
-                for (int it = 0; it < 10; it++) {
-                    double t0 = now_s();
-                    lode_r16_matmul_q8(t, W, cols, xq, 1, y, rows, 0, rows);
-                    double t1 = now_s();
-                    lode_r16_matmul_q8(t, W, cols, xq, NTOK, y, rows, 0, rows);
-                    double t2 = now_s();
-                    if (it < 3) lode_r16_matmul_q8(t, W, cols, xq, NTOK_BIG, y, rows, 0, rows);
-                    double t3 = now_s();
-                    if (t1 - t0 < bv) bv = t1 - t0;
-                    if (t2 - t1 < b8) b8 = t2 - t1;
-                    if (it < 3 && t3 - t2 < b64) b64 = t3 - t2;
-                }
-                printf("  %10.2f  %8.1f  %9.1f", (double)rs * (double)rows / bv / 1e9,
-                       2.0 * (double)rows * (double)cols * NTOK / b8 / 1e9,
-                       2.0 * (double)rows * (double)cols * NTOK_BIG / b64 / 1e9);
+                time_q8(lode_r16_matmul_q8, t, W, rs, rows, cols, xq, y);
             }
         }
         printf("\n");

@@ -814,6 +814,20 @@ Test(quant, int8_ref_vs_dequantized_f32) {
     }
 }
 
+/* One output of an int8-path kernel against lode_vec_dot_q8_ref on row r
+ * of the plain matrix: within 1e-5 of sum|w x^| (xh: scratch of ncols). */
+static void check_q8_row(const wmat *m, int64_t r, const void *xq, float *xh, float got, const char *what, int ntok,
+                         lode_cpu_level level) {
+    const int64_t n = m->ncols;
+    const float ref = lode_vec_dot_q8_ref(m->t, (const char *)m->W + r * lode_row_size(m->t, n), xq, n);
+    act_dequant(m->t, xq, n, xh);
+    double mag = 0;
+    for (int64_t i = 0; i < n; i++) mag += fabs((double)m->Wf[r * n + i] * xh[i]);
+    cr_assert(fabs((double)got - ref) <= TOL_DOT * mag + 1e-30,
+              "%s %s ncols %ld ntok %d row %ld at %s: %.9g vs ref %.9g (|wx| %.3g)", what, lode_type_name(m->t),
+              (long)n, ntok, (long)r, lode_cpu_level_name(level), got, ref, mag);
+}
+
 /* Every level of lode_matmul_q8_rows against the scalar reference, on odd
  * row ranges, 1..9 tokens, and more rows than one decode tile holds. */
 static void check_int8_at_level(lode_cpu_level level) {
@@ -825,7 +839,7 @@ static void check_int8_at_level(lode_cpu_level level) {
             const int64_t n = shapes[si][0], nrows = shapes[si][1], ldy = nrows + 5, ntok_max = 9;
             if (si == 2 && t != LODE_TYPE_Q4_K && t != LODE_TYPE_Q8_0) continue;
             wmat m = make_wmat(t, n, nrows);
-            const size_t ars = lode_act_row_size(t, n), rs = lode_row_size(t, n);
+            const size_t ars = lode_act_row_size(t, n);
             float *x = malloc((size_t)n * sizeof(float)), *xh = malloc((size_t)n * sizeof(float));
             char *Xq = malloc(ars * (size_t)ntok_max);
             float *Y = malloc((size_t)(ntok_max * ldy) * sizeof(float));
@@ -846,13 +860,7 @@ static void check_int8_at_level(lode_cpu_level level) {
                                 cr_assert_eq(got, -777.0f, "int8 matmul wrote outside its rows");
                                 continue;
                             }
-                            const float ref = lode_vec_dot_q8_ref(t, (const char *)m.W + r * rs, Xq + (size_t)k * ars, n);
-                            act_dequant(t, Xq + (size_t)k * ars, n, xh);
-                            double mag = 0;
-                            for (int64_t i = 0; i < n; i++) mag += fabs((double)m.Wf[r * n + i] * xh[i]);
-                            cr_assert(fabs((double)got - ref) <= TOL_DOT * mag + 1e-30,
-                                      "int8 %s ncols %ld ntok %d row %ld at %s: %.9g vs ref %.9g (|wx| %.3g)",
-                                      lode_type_name(t), (long)n, ntok, (long)r, lode_cpu_level_name(level), got, ref, mag);
+                            check_q8_row(&m, r, Xq + (size_t)k * ars, xh, got, "int8", ntok, level);
                         }
                 }
             free(x);
@@ -987,14 +995,7 @@ static void check_r16_at_level(lode_cpu_level level) {
                                     check_row(&m, r, x + k * n, got, "r16 f32", ntok);
                                     continue;
                                 }
-                                const float ref = lode_vec_dot_q8_ref(t, (const char *)m.W + r * rs, Xq + (size_t)k * ars, n);
-                                act_dequant(t, Xq + (size_t)k * ars, n, xh);
-                                double mag = 0;
-                                for (int64_t i = 0; i < n; i++) mag += fabs((double)m.Wf[r * n + i] * xh[i]);
-                                cr_assert(fabs((double)got - ref) <= TOL_DOT * mag + 1e-30,
-                                          "r16 %s ncols %ld ntok %d row %ld at %s: %.9g vs ref %.9g (|wx| %.3g)",
-                                          lode_type_name(t), (long)n, ntok, (long)r, lode_cpu_level_name(level), got,
-                                          ref, mag);
+                                check_q8_row(&m, r, Xq + (size_t)k * ars, xh, got, "r16", ntok, level);
                             }
                     }
                 }
