@@ -54,7 +54,10 @@
 
 #define R16 16
 #ifndef PF_DIST
-#define PF_DIST 2304
+#define PF_DIST 2304 /* Q4_K: one record ahead */
+#endif
+#ifndef Q5_PF
+#define Q5_PF 1408 /* Q4_1/Q5_0/Q5_1: 4-4.4 records ahead (measured 20 -> 29-30 GB/s, one core) */
 #endif
 
 typedef struct r16_q8_0 {
@@ -390,6 +393,10 @@ AI512 void k_q5(const char *G, size_t gb, int64_t nb, size_t rb, size_t doff, co
 #pragma GCC unroll 4
             for (int r = 0; r < RB; r++) {
                 const __m512i w = _mm512_loadu_si512(G + r * gb + (size_t)b * rb + 64 * u);
+                /* each record's lines a few records ahead: the hardware
+                 * prefetcher alone left one core at 20 GB/s from memory */
+                _mm_prefetch(G + r * gb + (size_t)b * rb + Q5_PF + 64 * u, _MM_HINT_T0);
+                if (u < 2) _mm_prefetch(G + r * gb + (size_t)b * rb + Q5_PF + 256 + 64 * u, _MM_HINT_T0);
                 lo[r] = _mm512_and_si512(w, m4);
                 hi[r] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
                 if (FIVE) {
