@@ -296,15 +296,28 @@ static inline int32_t ld32(const void *p) {
     return v;
 }
 
+/* The f32 sums of RB groups x TB tokens every kernel keeps in registers:
+ * cleared at the start, stored as 16 consecutive outputs per group. */
+AI512 void res_zero(__m512 res[4][4], const int RB, const int TB) {
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int k = 0; k < TB; k++) res[r][k] = _mm512_setzero_ps();
+}
+
+AI512 void res_store(__m512 res[4][4], float *Y, int64_t ldy, const int RB, const int TB) {
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int k = 0; k < TB; k++) _mm512_storeu_ps(Y + k * ldy + 16 * r, res[r][k]);
+}
+
 /* Q8_0: RB groups (16 rows each, gb bytes apart) x TB tokens over nb
  * blocks; the accumulators start at -128 * (activation block sum). */
 AI512 void k_q8_0(const char *G, size_t gb, int64_t nb, const lode_block_q8a *x, int64_t xstride, float *Y,
                   int64_t ldy, const int RB, const int TB) {
     __m512 res[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 4
-        for (int k = 0; k < TB; k++) res[r][k] = _mm512_setzero_ps();
+    res_zero(res, RB, TB);
     for (int64_t b = 0; b < nb; b++) {
         __m512i acc[4][4];
 #pragma GCC unroll 4
@@ -334,10 +347,7 @@ AI512 void k_q8_0(const char *G, size_t gb, int64_t nb, const lode_block_q8a *x,
                                             res[r][k]);
         }
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 4
-        for (int k = 0; k < TB; k++) _mm512_storeu_ps(Y + k * ldy + 16 * r, res[r][k]);
+    res_store(res, Y, ldy, RB, TB);
 }
 
 /* acc[r][k] += the low-nibble values of group r dotted with activation
@@ -372,10 +382,7 @@ AI512 void k_q5(const char *G, size_t gb, int64_t nb, size_t rb, size_t doff, co
         spread[u] = _mm512_broadcast_i32x4(c);
     }
     __m512 res[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 4
-        for (int k = 0; k < TB; k++) res[r][k] = _mm512_setzero_ps();
+    res_zero(res, RB, TB);
     for (int64_t b = 0; b < nb; b++) {
         __m512i acc[4][4], H[4];
 #pragma GCC unroll 4
@@ -421,10 +428,7 @@ AI512 void k_q5(const char *G, size_t gb, int64_t nb, size_t rb, size_t doff, co
             }
         }
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 4
-        for (int k = 0; k < TB; k++) _mm512_storeu_ps(Y + k * ldy + 16 * r, res[r][k]);
+    res_store(res, Y, ldy, RB, TB);
 }
 
 /* The four (sum of 32 activations) pairs of a Q8_K block as int16 pairs:
@@ -448,10 +452,7 @@ AI512 void k_q4_k(const char *G, size_t gb, int64_t nsb, const lode_block_q8k *x
                   int64_t ldy, const int RB, const int TB) {
     const __m512i m4 = _mm512_set1_epi8(15);
     __m512 res[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 4
-        for (int k = 0; k < TB; k++) res[r][k] = _mm512_setzero_ps();
+    res_zero(res, RB, TB);
     for (int64_t i = 0; i < nsb; i++) {
         __m512i isum[4][4];
 #pragma GCC unroll 4
@@ -514,10 +515,7 @@ AI512 void k_q4_k(const char *G, size_t gb, int64_t nsb, const lode_block_q8k *x
             }
         }
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 4
-        for (int k = 0; k < TB; k++) _mm512_storeu_ps(Y + k * ldy + 16 * r, res[r][k]);
+    res_store(res, Y, ldy, RB, TB);
 }
 
 /* Groups [g0, g1) x ntok tokens: RB groups at a time (4 for one token, to
