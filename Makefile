@@ -87,11 +87,22 @@ NVCCFLAGS ?= -O3 -std=c++17 $(GENCODE) -Xcompiler -fPIC -Iengine -Ikernels
 GRAMMAR_NM := grammars/node_modules
 # -O3 measured no faster than -O2 for the generated parsers (docs/context.md).
 GRAMMAR_OPT ?= -O2
-TS_LIB_OPT ?= -O3 -DNDEBUG
+# -fno-semantic-interposition: -fPIC alone makes gcc treat every exported
+# runtime function as replaceable at link time and never inline one into
+# another (ts_language_table_entry, ts_subtree_*, the stack); nothing
+# interposes them (10% less CPU on the index benchmark, docs/context.md).
+TS_LIB_OPT ?= -O3 -DNDEBUG -fno-semantic-interposition
+# The runtime's allocations go to lsp/ts_alloc.c (size-class free lists per
+# thread; plain malloc in ASan builds), compiled per build folder and linked
+# after the archive. LODE_TS_ALLOC=0: tree-sitter's own malloc calls.
+LODE_TS_ALLOC ?= 1
+TS_ALLOC_DEFS := $(if $(filter 1,$(LODE_TS_ALLOC)),-include lsp/lode_ts_alloc.h -Dts_malloc=lode_ts_malloc \
+    -Dts_calloc=lode_ts_calloc -Dts_realloc=lode_ts_realloc -Dts_free=lode_ts_free)
+TS_ALLOC_OBJ := $(BUILD)/lsp/ts_alloc.o
 GRAMMAR_OUT ?= build/grammars
 # Stamps named after the flags: changing them rebuilds the objects.
 GRAMMAR_STAMP := $(GRAMMAR_OUT)/.opt$(subst $() ,,$(GRAMMAR_OPT))
-TS_LIB_STAMP := $(GRAMMAR_OUT)/.tsopt$(subst $() ,,$(TS_LIB_OPT))
+TS_LIB_STAMP := $(GRAMMAR_OUT)/.tsopt$(subst $() ,,$(TS_LIB_OPT))$(if $(TS_ALLOC_DEFS),-alloc)
 GRAMMAR_SRC := $(sort $(wildcard $(GRAMMAR_NM)/tree-sitter-*/src/parser.c $(GRAMMAR_NM)/tree-sitter-*/src/scanner.c \
     $(GRAMMAR_NM)/tree-sitter-*/*/src/parser.c $(GRAMMAR_NM)/tree-sitter-*/*/src/scanner.c \
     $(GRAMMAR_NM)/@tree-sitter-grammars/tree-sitter-*/src/parser.c $(GRAMMAR_NM)/@tree-sitter-grammars/tree-sitter-*/src/scanner.c))
@@ -99,10 +110,10 @@ GRAMMAR_OBJ := $(GRAMMAR_SRC:$(GRAMMAR_NM)/%.c=$(GRAMMAR_OUT)/%.o) $(GRAMMAR_OUT
     $(if $(TS_LIB_C),$(GRAMMAR_OUT)/tree-sitter-lib.o)
 GRAMMAR_LIB := $(GRAMMAR_OUT)/libgrammars.a
 GRAMMAR_QUERIES := $(sort $(wildcard $(GRAMMAR_NM)/*/queries/*.scm $(GRAMMAR_NM)/*/*/queries/*.scm grammars/queries/*/*.scm))
-LDLIBS := $(GRAMMAR_LIB) $(LDLIBS)
+LDLIBS := $(GRAMMAR_LIB) $(TS_ALLOC_OBJ) $(LDLIBS)
 
 # ---- sources ----------------------------------------------------------------
-LIB_SRC := $(wildcard engine/*.c) $(wildcard lsp/*.c) $(filter-out daemon/main.c,$(wildcard daemon/*.c)) \
+LIB_SRC := $(wildcard engine/*.c) $(filter-out lsp/ts_alloc.c,$(wildcard lsp/*.c)) $(filter-out daemon/main.c,$(wildcard daemon/*.c)) \
            $(wildcard kernels/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
@@ -137,13 +148,16 @@ $(GRAMMAR_STAMP) $(TS_LIB_STAMP):
 	@rm -f $(GRAMMAR_OUT)/$(firstword $(subst -, ,$(notdir $@)))*
 	@touch $@
 
+GRAMMAR_CC = $(CC) -std=c11 $(GRAMMAR_OPT) -g0 -w -fPIC -I$(dir $<)
+TS_LIB_CC = $(CC) -std=gnu11 $(TS_LIB_OPT) -g0 -w -fPIC -I$(TS_SRC)/lib/include -I$(TS_SRC)/lib/src $(TS_ALLOC_DEFS)
+
 $(GRAMMAR_OUT)/%.o: $(GRAMMAR_NM)/%.c $(GRAMMAR_STAMP) | $(GRAMMAR_NM)/tree-sitter-c/package.json
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 $(GRAMMAR_OPT) -g0 -w -fPIC -I$(dir $<) -c $< -o $@
+	$(GRAMMAR_CC) -c $< -o $@
 
-$(GRAMMAR_OUT)/tree-sitter-lib.o: $(TS_LIB_C) $(TS_LIB_STAMP)
+$(GRAMMAR_OUT)/tree-sitter-lib.o: $(TS_LIB_C) $(TS_LIB_STAMP) lsp/lode_ts_alloc.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(TS_LIB_OPT) -g0 -w -fPIC -I$(TS_SRC)/lib/include -I$(TS_SRC)/lib/src -c $< -o $@
+	$(TS_LIB_CC) -c $< -o $@
 
 $(GRAMMAR_OUT)/queries.c: grammars/embed_queries.py $(GRAMMAR_QUERIES) | $(GRAMMAR_NM)/tree-sitter-c/package.json
 	@mkdir -p $(dir $@)
@@ -156,14 +170,14 @@ $(GRAMMAR_LIB): $(GRAMMAR_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/lode $(TEST_BIN): $(GRAMMAR_LIB)
+$(BUILD)/lode $(TEST_BIN): $(GRAMMAR_LIB) $(TS_ALLOC_OBJ)
 
 $(BUILD)/liblode.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/lode: $(BUILD)/daemon/main.o $(BUILD)/liblode.a
-	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(filter-out $(TS_ALLOC_OBJ),$^) -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblode.a
 	@mkdir -p $(dir $@)
@@ -171,10 +185,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblode.a
 
 tests: $(BUILD)/lode $(TEST_BIN)
 
-$(BUILD)/bench_quant: tests/bench/bench_quant.c $(BUILD)/liblode.a
+$(BUILD)/bench_quant: tests/bench/bench_quant.c $(BUILD)/liblode.a $(TS_ALLOC_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/liblode.a -o $@ $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/bench_index: tests/bench/bench_index.c $(BUILD)/liblode.a $(GRAMMAR_LIB)
+$(BUILD)/bench_index: tests/bench/bench_index.c $(BUILD)/liblode.a $(GRAMMAR_LIB) $(TS_ALLOC_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/liblode.a -o $@ $(LDFLAGS) $(LDLIBS)
 
 deps:
@@ -197,7 +211,7 @@ clean:
 	rm -rf build build-san
 
 .PHONY: all features deps test tests san bench clean
--include $(LIB_OBJ:.o=.d) $(BUILD)/daemon/main.d
+-include $(LIB_OBJ:.o=.d) $(TS_ALLOC_OBJ:.o=.d) $(BUILD)/daemon/main.d
 -include tests/fuzz/fuzz.mk
 -include tests/fuzz/fuzz_tok.mk
 
@@ -209,9 +223,9 @@ soak: all
 
 # Recall of the project context on real code (Debian source packages fetched
 # into ~/.cache/lode/eval, never into git): docs/context.md "## Evaluation".
-$(BUILD)/bench_context: tests/bench/bench_context.c $(BUILD)/liblode.a $(GRAMMAR_LIB)
+$(BUILD)/bench_context: tests/bench/bench_context.c $(BUILD)/liblode.a $(GRAMMAR_LIB) $(TS_ALLOC_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/liblode.a -o $@ $(LDFLAGS) $(LDLIBS)
-$(BUILD)/eval_context: tools/eval_context.c $(BUILD)/liblode.a $(GRAMMAR_LIB)
+$(BUILD)/eval_context: tools/eval_context.c $(BUILD)/liblode.a $(GRAMMAR_LIB) $(TS_ALLOC_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/liblode.a -o $@ $(LDFLAGS) $(LDLIBS)
 eval-context: all $(BUILD)/eval_context
 	@tools/eval-context.sh $(BUILD)

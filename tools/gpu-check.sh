@@ -39,7 +39,7 @@ prepare() {
   make -j2 BUILD=$OUTDIR CUDA_ARCHS="${CUDA_ARCHS:-90}" all $OUTDIR/tests/test_cuda
   # shellcheck disable=SC2046
   gcc -std=c11 -O2 -Iengine -Ikernels kernels/bench/gpu_bench.c $OUTDIR/liblode.a -o $OUTDIR/gpu_bench \
-      $(make -s --no-print-directory -f - print-libs <<'MK'
+      $(make -s --no-print-directory BUILD=$OUTDIR -f - print-libs <<'MK'
 include Makefile
 print-libs:
 	@echo $(LDLIBS) -pthread

@@ -9,6 +9,8 @@
  *                                  parse, tree delete, walker and query-cursor extraction
  *   bench_index compare PATH...    the table-driven extractor against the query cursor on every
  *                                  file of a known language under PATH (exit 1 on any difference)
+ *   bench_index dump PATH...       per file: a hash of its tree's S-expression and every field of
+ *                                  its definitions and imports (diff two builds' output)
  *
  * Everything runs on one thread, so files/s is per core. Output: one JSON
  * object per line.
@@ -24,6 +26,7 @@
 
 #include "lode_index.h"
 #include "lode_syntax.h"
+#include "lode_ts_alloc.h"
 
 /* CPU time of the process: the per-core cost even on a shared, loaded machine. */
 static double cpu_s(void) {
@@ -197,6 +200,8 @@ typedef struct cmp_stats {
     size_t files, same, differ, defs, imports;
 } cmp_stats;
 
+static bool g_dump; /* `dump` mode: print the walker's dump, no comparison */
+
 static void compare_file(const char *path, cmp_stats *st) {
     const lode_lang *l = lode_lang_for_path(path);
     if (!l) return;
@@ -216,7 +221,22 @@ static void compare_file(const char *path, cmp_stats *st) {
     }
     TSTree *t = lode_syntax_parse(l, src, len);
     lode_file_syms a = {0}, b = {0};
-    if (t && lode_syntax_symbols(l, src, len, t, &a, NULL) == LODE_OK &&
+    if (g_dump) {
+        /* The whole tree as an S-expression, hashed (FNV-1a), then every field
+         * of every definition and import: equal across two builds means the
+         * same trees and the same index. */
+        char *sx = t ? ts_node_string(ts_tree_root_node(t)) : NULL;
+        uint64_t h = 1469598103934665603ull;
+        for (const char *c = sx; c && *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+        lode_ts_free(sx); /* tree-sitter's memory: its allocator */
+        size_t na = 0;
+        char *da = NULL;
+        if (t && lode_syntax_symbols(l, src, len, t, &a, NULL) == LODE_OK) da = dump_syms(&a, &na);
+        printf("== %s %016llx\n%s", path, (unsigned long long)h, da ? da : "(no symbols)\n");
+        free(da);
+        st->files++;
+        st->defs += a.n_syms, st->imports += a.n_imports;
+    } else if (t && lode_syntax_symbols(l, src, len, t, &a, NULL) == LODE_OK &&
         lode_syntax_symbols_query(l, src, len, t, &b, NULL) == LODE_OK) {
         size_t na, nb;
         char *da = dump_syms(&a, &na), *db = dump_syms(&b, &nb);
@@ -260,6 +280,10 @@ static void compare_tree(const char *path, cmp_stats *st, int depth) {
 static int bench_compare(char **paths, int n) {
     cmp_stats st = {0};
     for (int i = 0; i < n; i++) compare_tree(paths[i], &st, 0);
+    if (g_dump) {
+        fprintf(stderr, "{\"dump_files\": %zu, \"defs\": %zu, \"imports\": %zu}\n", st.files, st.defs, st.imports);
+        return 0;
+    }
     printf("{\"compare_files\": %zu, \"same\": %zu, \"differ\": %zu, \"defs\": %zu, \"imports\": %zu, \"walked\": \"",
            st.files, st.same, st.differ, st.defs, st.imports);
     for (size_t i = 0; i < lode_lang_count(); i++)
@@ -427,6 +451,7 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "index")) return bench_index((const char *const *)argv + 2, (size_t)argc - 2);
     if (argc >= 3 && !strcmp(argv[1], "reparse")) return bench_reparse(atoi(argv[2]));
     if (argc >= 3 && !strcmp(argv[1], "compare")) return bench_compare(argv + 2, argc - 2);
+    if (argc >= 3 && !strcmp(argv[1], "dump")) return g_dump = true, bench_compare(argv + 2, argc - 2);
     if (argc >= 3 && !strcmp(argv[1], "phases")) return bench_phases(argv[2]);
     fprintf(stderr, "usage: bench_index gen DIR N | index ROOT... | reparse LINES | compare PATH... | phases ROOT\n");
     return 2;

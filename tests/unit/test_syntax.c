@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lode_syntax.h"
+#include "lode_ts_alloc.h"
 
 #define FIX "tests/fixtures/ctx/syntax/"
 
@@ -436,8 +437,8 @@ static void check_same_as_fresh(lode_sdoc *d, const char *what) {
     }
     ts_tree_cursor_delete(&ca);
     ts_tree_cursor_delete(&cb);
-    free(a);
-    free(b);
+    lode_ts_free(a); /* tree-sitter's memory (lode_ts_alloc.h) */
+    lode_ts_free(b);
     ts_tree_delete(fresh);
 }
 
