@@ -62,7 +62,10 @@ static void *ts_checked(void *p, size_t size) {
 #ifdef TS_ALLOC_PLAIN
 
 void *lode_ts_malloc(size_t size) { return ts_checked(malloc(size), size); }
-void *lode_ts_calloc(size_t count, size_t size) { return ts_checked(calloc(count, size), count * size); }
+void *lode_ts_calloc(size_t count, size_t size) {
+    if (size && count > SIZE_MAX / size) return ts_checked(NULL, SIZE_MAX); /* as the pooled variant */
+    return ts_checked(calloc(count, size), count * size);
+}
 void *lode_ts_realloc(void *ptr, size_t size) { return ts_checked(realloc(ptr, size), size); }
 void lode_ts_free(void *ptr) { free(ptr); }
 bool lode_ts_alloc_pooled(void) { return false; }
