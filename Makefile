@@ -100,15 +100,37 @@ TS_ALLOC_DEFS := $(if $(filter 1,$(LODE_TS_ALLOC)),-include lsp/lode_ts_alloc.h 
     -Dts_calloc=lode_ts_calloc -Dts_realloc=lode_ts_realloc -Dts_free=lode_ts_free)
 TS_ALLOC_OBJ := $(BUILD)/lsp/ts_alloc.o
 GRAMMAR_OUT ?= build/grammars
+# Profile-guided optimisation of the runtime and the grammars (LODE_PGO=1,
+# the default, gcc only): the same objects compiled with -fprofile-generate
+# into PGO_DIR/gen, linked into tools/pgo_train.c, which parses and walks up
+# to PGO_TRAIN_FILES files per language of PGO_CORPUS (sources present after
+# `make deps`; missing roots are skipped); its .gcda files are copied next to
+# the final objects, which are compiled with -fprofile-use. The profile lives
+# under build/ only and is redone only when a grammar, the runtime or the
+# trainer changes. Without gcc (or -fprofile-partial-training), with
+# LODE_PGO=0, or when the training fails: the plain build.
+LODE_PGO ?= 1
+PGO_GCC := $(shell $(CC) -v 2>&1 | grep -q '^gcc version' && \
+    $(CC) -fprofile-partial-training -E -x c /dev/null -o /dev/null 2>/dev/null && echo 1)
+PGO := $(if $(filter 1,$(LODE_PGO)),$(PGO_GCC))
+PGO_DIR := $(GRAMMAR_OUT)/pgo
+PGO_STAMP := $(PGO_DIR)/trained
+PGO_GEN := -fprofile-generate -fprofile-update=single
+PGO_USE := -fprofile-use -fprofile-partial-training -Wno-coverage-mismatch
+PGO_CORPUS ?= engine lsp daemon kernels tools tests grammars editors $(TS_SRC) /usr/include $(wildcard /usr/lib/python3.*)
+PGO_TRAIN_FILES ?= 300
+# In a recipe: PGO_USE when the training succeeded (the stamp says "ok").
+PGO_FLAGS = $(if $(PGO),$$(test "$$(cat $(PGO_STAMP) 2>/dev/null)" = ok && echo '$(PGO_USE)'))
 # Stamps named after the flags: changing them rebuilds the objects.
-GRAMMAR_STAMP := $(GRAMMAR_OUT)/.opt$(subst $() ,,$(GRAMMAR_OPT))
-TS_LIB_STAMP := $(GRAMMAR_OUT)/.tsopt$(subst $() ,,$(TS_LIB_OPT))$(if $(TS_ALLOC_DEFS),-alloc)
+GRAMMAR_STAMP := $(GRAMMAR_OUT)/.opt$(subst $() ,,$(GRAMMAR_OPT))$(if $(PGO),-pgo)
+TS_LIB_STAMP := $(GRAMMAR_OUT)/.tsopt$(subst $() ,,$(TS_LIB_OPT))$(if $(PGO),-pgo)$(if $(TS_ALLOC_DEFS),-alloc)
 GRAMMAR_SRC := $(sort $(wildcard $(GRAMMAR_NM)/tree-sitter-*/src/parser.c $(GRAMMAR_NM)/tree-sitter-*/src/scanner.c \
     $(GRAMMAR_NM)/tree-sitter-*/*/src/parser.c $(GRAMMAR_NM)/tree-sitter-*/*/src/scanner.c \
     $(GRAMMAR_NM)/@tree-sitter-grammars/tree-sitter-*/src/parser.c $(GRAMMAR_NM)/@tree-sitter-grammars/tree-sitter-*/src/scanner.c))
 GRAMMAR_OBJ := $(GRAMMAR_SRC:$(GRAMMAR_NM)/%.c=$(GRAMMAR_OUT)/%.o) $(GRAMMAR_OUT)/queries.o \
     $(if $(TS_LIB_C),$(GRAMMAR_OUT)/tree-sitter-lib.o)
 GRAMMAR_LIB := $(GRAMMAR_OUT)/libgrammars.a
+PGO_GEN_OBJ := $(patsubst $(GRAMMAR_OUT)/%,$(PGO_DIR)/gen/%,$(filter-out $(GRAMMAR_OUT)/queries.o,$(GRAMMAR_OBJ)))
 GRAMMAR_QUERIES := $(sort $(wildcard $(GRAMMAR_NM)/*/queries/*.scm $(GRAMMAR_NM)/*/*/queries/*.scm grammars/queries/*/*.scm))
 LDLIBS := $(GRAMMAR_LIB) $(TS_ALLOC_OBJ) $(LDLIBS)
 
@@ -126,6 +148,7 @@ features:
 	@pkg-config --exists $(PKGS) && echo "✓ jansson, libuv, pcre2" || echo "✗ jansson/libuv/pcre2 missing: run 'make deps'"
 	@pkg-config --exists tree-sitter && echo "✓ tree-sitter" || echo "✗ tree-sitter missing: run 'make deps'"
 	@if [ -n "$(TS_LIB_C)" ]; then echo "✓ tree-sitter runtime built from Debian's source ($(TS_SRC), $(TS_LIB_OPT))"; else echo "✗ tree-sitter source not in $(TS_SRC) ('make deps' fetches it): linking $(or $(TS_LIBS),the library)"; fi
+	@if [ -n "$(PGO)" ]; then echo "✓ profile-guided build of the grammars and runtime (LODE_PGO=1, $(PGO_DIR))"; elif [ "$(LODE_PGO)" != 1 ]; then echo "✗ profile-guided build off (LODE_PGO=$(LODE_PGO))"; else echo "✗ profile-guided build needs gcc with -fprofile-partial-training ($(CC)): plain build"; fi
 	@test -d $(GRAMMAR_NM) && echo "✓ tree-sitter grammars ($(GRAMMAR_NM))" || echo "✗ $(GRAMMAR_NM) missing (tree-sitter grammars): run 'make deps'"
 	@if [ -n "$(HAVE_CUDA)" ]; then echo "✓ nvcc: $(NVCC) (CUDA backend, sm $(CUDA_ARCHS))"; elif [ -n "$(CUDA_MISSING)" ]; then echo "✗ CUDA: $(CUDA_MISSING): CPU-only build"; else echo "✗ nvcc not found: CPU-only build"; fi
 	@grep -q avx512f /proc/cpuinfo && echo "✓ CPU AVX-512 (kernels dispatch at run time)" || echo "✗ CPU AVX-512 not present (AVX2/scalar paths used)"
@@ -151,13 +174,40 @@ $(GRAMMAR_STAMP) $(TS_LIB_STAMP):
 GRAMMAR_CC = $(CC) -std=c11 $(GRAMMAR_OPT) -g0 -w -fPIC -I$(dir $<)
 TS_LIB_CC = $(CC) -std=gnu11 $(TS_LIB_OPT) -g0 -w -fPIC -I$(TS_SRC)/lib/include -I$(TS_SRC)/lib/src $(TS_ALLOC_DEFS)
 
-$(GRAMMAR_OUT)/%.o: $(GRAMMAR_NM)/%.c $(GRAMMAR_STAMP) | $(GRAMMAR_NM)/tree-sitter-c/package.json
+$(GRAMMAR_OUT)/%.o: $(GRAMMAR_NM)/%.c $(GRAMMAR_STAMP) $(if $(PGO),$(PGO_STAMP)) | $(GRAMMAR_NM)/tree-sitter-c/package.json
 	@mkdir -p $(dir $@)
-	$(GRAMMAR_CC) -c $< -o $@
+	$(GRAMMAR_CC) $(PGO_FLAGS) -c $< -o $@
 
-$(GRAMMAR_OUT)/tree-sitter-lib.o: $(TS_LIB_C) $(TS_LIB_STAMP) lsp/lode_ts_alloc.h
+$(GRAMMAR_OUT)/tree-sitter-lib.o: $(TS_LIB_C) $(TS_LIB_STAMP) lsp/lode_ts_alloc.h $(if $(PGO),$(PGO_STAMP))
 	@mkdir -p $(dir $@)
-	$(TS_LIB_CC) -c $< -o $@
+	$(TS_LIB_CC) $(PGO_FLAGS) -c $< -o $@
+
+# The instrumented objects, the trainer, and the training run. A failed
+# training leaves "failed" in the stamp (no profiles: the plain build); delete
+# the stamp to try again.
+$(PGO_DIR)/gen/%.o: $(GRAMMAR_NM)/%.c $(GRAMMAR_STAMP) | $(GRAMMAR_NM)/tree-sitter-c/package.json
+	@mkdir -p $(dir $@)
+	$(GRAMMAR_CC) $(PGO_GEN) -c $< -o $@
+
+$(PGO_DIR)/gen/tree-sitter-lib.o: $(TS_LIB_C) $(TS_LIB_STAMP) lsp/lode_ts_alloc.h
+	@mkdir -p $(dir $@)
+	$(TS_LIB_CC) $(PGO_GEN) -c $< -o $@
+
+$(PGO_DIR)/pgo_train: tools/pgo_train.c lsp/ts_alloc.c $(PGO_GEN_OBJ)
+	$(CC) -std=c11 -O2 -g0 -pthread -D_GNU_SOURCE $(if $(TS_LIB_C),-I$(TS_SRC)/lib/include,$(TS_CFLAGS)) $^ \
+	  $(if $(TS_LIB_C),,$(TS_LIBS)) -lgcov -o $@
+
+$(PGO_STAMP): $(PGO_DIR)/pgo_train
+	@find $(PGO_DIR)/gen -name '*.gcda' -delete; \
+	for o in $(GRAMMAR_OBJ:.o=.gcda); do rm -f $$o; done; \
+	t0=$$(date +%s); \
+	if timeout 300 $< -n $(PGO_TRAIN_FILES) $(PGO_CORPUS); then \
+	  for o in $(PGO_GEN_OBJ:.o=); do \
+	    d=$(GRAMMAR_OUT)/$${o#$(PGO_DIR)/gen/}.gcda; \
+	    if [ -f $$o.gcda ]; then mkdir -p $$(dirname $$d) && cp $$o.gcda $$d; fi; \
+	  done; echo ok >$@; \
+	  echo "✓ PGO training: $$(( $$(date +%s) - t0 )) s"; \
+	else echo failed >$@; echo "✗ PGO training failed: the grammars and runtime are built without profiles" >&2; fi
 
 $(GRAMMAR_OUT)/queries.c: grammars/embed_queries.py $(GRAMMAR_QUERIES) | $(GRAMMAR_NM)/tree-sitter-c/package.json
 	@mkdir -p $(dir $@)
