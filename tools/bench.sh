@@ -123,6 +123,11 @@ for line in sys.stdin:
         d["cold_s"], d["cold_files_per_s"], d["warm_s"], d["warm_parsed"], d["lookup_us"]))
 '
 echo
+# The walker against the query cursor on every generated file (~6 s): any
+# difference in a definition or import fails the bench.
+CMP=$("$BUILD/bench_index" compare "$REPO") || { echo "walker vs query cursor DIFFER: $CMP"; exit 1; }
+echo "walker vs query cursor: $CMP"
+echo
 "$BUILD/bench_index" reparse 5000 | python3 -c '
 import json, sys
 print("| language | lines | full parse ms | one-char edit reparse ms (wall): mean | p50 | p99 | max | CPU ms: mean | p50 | p99 |")
