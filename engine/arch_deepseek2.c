@@ -157,7 +157,10 @@ static void abs_qt_task(void *ctx, int64_t task) {
     const int64_t nh = c->n_head, dn = c->qk_nope_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
     const int64_t dqk = dn + c->qk_rope_dim, i = task / nh, h = task % nh;
     const float *q = a->q + a->toks[i] * nh * dqk + h * dqk;
-    float *qt = b->qt + (i * nh + h) * dc;
+    float *qt = b->qt + (i * nh + h) * (dc + c->qk_rope_dim);
+    /* [q̃ | q_pe]: one dot with the cached row [latent | k_pe] gives both
+     * score terms */
+    memcpy(qt + dc, q + dn, (size_t)c->qk_rope_dim * sizeof(float));
     const lode_layer *L = a->L;
     if (L->split_kvb) {
         lode_mat v = lode_mat_rows(L->wk_b, h * dc, dc);
@@ -172,26 +175,22 @@ static void abs_chunk_task(void *ctx, int64_t task) {
     const abs_ctx *b = ctx;
     const attn_ctx *a = b->a;
     const lode_config *c = &a->m->cfg;
-    const int64_t nh = c->n_head, dn = c->qk_nope_dim, dc = c->kv_lora_rank, dr = c->qk_rope_dim, dqk = dn + dr;
+    const int64_t nh = c->n_head, dc = c->kv_lora_rank, dr = c->qk_rope_dim;
     const int64_t i = task / b->nch, ch = task % b->nch, qi = a->toks[i];
     const int64_t nk = a->p->pos[qi] + 1, k0 = ch * b->chunk, k1 = k0 + b->chunk < nk ? k0 + b->chunk : nk;
     float *part = b->part + (i * b->nch + ch) * nh * (dc + 2);
     float *mx = part + nh * dc, *sum = mx + nh;
     memset(part, 0, (size_t)(nh * dc) * sizeof(float));
     for (int64_t h = 0; h < nh; h++) mx[h] = -INFINITY, sum[h] = 0;
-    const float *qt = b->qt + i * nh * dc, *qpe = a->q + qi * nh * dqk + dn;
+    const float *qt = b->qt + i * nh * (dc + dr);
     float *S = lode__tl_scratch(2, (size_t)(nh * ABS_SB));
     const float scale = a->m->attn_scale;
     for (int64_t j0 = k0; j0 < k1; j0 += ABS_SB) {
         const int64_t n = k1 - j0 < ABS_SB ? k1 - j0 : ABS_SB;
-        lode__kv_dots(a->kv, a->layer, a->cells + j0, n, 0, qt, dc, nh, dc, S, ABS_SB, false);
-        lode__kv_dots(a->kv, a->layer, a->cells + j0, n, dc, qpe, dqk, nh, dr, S, ABS_SB, true);
+        lode__kv_dots(a->kv, a->layer, a->cells + j0, n, 0, qt, dc + dr, nh, dc + dr, S, ABS_SB, false);
         for (int64_t h = 0; h < nh; h++) {
-            float *sh = S + h * ABS_SB, m = mx[h];
-            for (int64_t j = 0; j < n; j++) {
-                sh[j] *= scale;
-                m = sh[j] > m ? sh[j] : m;
-            }
+            float *sh = S + h * ABS_SB;
+            const float m = lode_scale_max_f32(sh, n, scale, mx[h]);
             if (m > mx[h]) { /* a new maximum: rescale what the head has so far */
                 const float r = expf(mx[h] - m);
                 if (sum[h] > 0) {
@@ -200,12 +199,7 @@ static void abs_chunk_task(void *ctx, int64_t task) {
                 }
                 mx[h] = m;
             }
-            double t = 0;
-            for (int64_t j = 0; j < n; j++) {
-                sh[j] = expf(sh[j] - m);
-                t += sh[j];
-            }
-            sum[h] += (float)t;
+            sum[h] += (float)lode_exp_sub_f32(sh, n, m);
         }
         lode__kv_weighted_sum(a->kv, a->layer, a->cells + j0, n, 0, S, ABS_SB, nh, dc, part, dc);
     }
@@ -252,7 +246,7 @@ static void attn_absorbed(lode_model *m, const attn_ctx *a) {
     }
     abs_ctx b = {a, NULL, NULL, (nkmax + chunk - 1) / chunk, chunk};
     lode_ws_mark mk = lode__ws_mark(m);
-    b.qt = lode__ws_alloc(m, (size_t)(nq * nh * dc));
+    b.qt = lode__ws_alloc(m, (size_t)(nq * nh * (dc + c->qk_rope_dim)));
     b.part = lode__ws_alloc(m, (size_t)(nq * b.nch * nh * (dc + 2)));
     lode__parallel(m, nq * nh, abs_qt_task, &b);
     lode__parallel(m, nq * b.nch, abs_chunk_task, &b);
@@ -588,7 +582,7 @@ static void moe_one_token(lode_model *m, const lode_layer *L, const float *b, co
     /* SwiGLU in place in U, then the down products. */
     for (int a = 0; a < t.n_items; a++) {
         const int64_t I = t.g[a]->rows;
-        for (int64_t r = 0; r < I; r++) t.U[a][r] = lode__silu(t.G[a][r]) * t.U[a][r];
+        lode_swiglu_f32(t.G[a], t.U[a], t.U[a], I);
         if (moe1_family(t.d[a])) {
             void *hq = lode__ws_alloc(m, (lode_act_row_size(t.d[a]->type, I) + 3) / 4);
             lode_act_quantize(t.d[a]->type, t.U[a], hq, I);

@@ -10,10 +10,27 @@
  * truncation (rollback) only drops references. A cell returns to the free
  * list when its last reference goes.
  */
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "lode_cuda.h"
 #include "model_impl.h"
+
+/* Transparent huge pages for the cache's 2 MiB-aligned interior (THP in
+ * "madvise" mode, Debian's default, gives anonymous memory 4 KiB pages
+ * otherwise): decode streams every layer's rows once per token, and with 4
+ * KiB pages the hardware prefetchers stop at every page (measured: the MLA
+ * decode attention at depth 4K, 1 thread, 41 -> 37 ms per token). */
+static void kv_hint_huge(void *p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20, a = ((uintptr_t)p + huge - 1) & ~(huge - 1),
+                    e = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (e > a) (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
+}
 
 lode_status lode_kv_new(const lode_model *m, int64_t n_cells, lode_kv **out, lode_error *err) {
     *out = NULL;
@@ -34,6 +51,7 @@ lode_status lode_kv_new(const lode_model *m, int64_t n_cells, lode_kv **out, lod
                               "cannot allocate a KV cache of %lld tokens (%.1f MiB); lower the context size",
                               (long long)n_cells, (double)n_cells * (double)kv->n_layer * (double)kv->width * 4.0 / 1048576.0);
     }
+    kv_hint_huge(kv->data, bytes);
     /* Pop order 0, 1, 2 ... (stack top = lowest id) for cache-friendly rows. */
     for (int64_t i = 0; i < n_cells; i++) kv->free_list[i] = (int32_t)(n_cells - 1 - i);
     kv->n_free = n_cells;

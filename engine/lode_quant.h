@@ -89,6 +89,17 @@ void lode_axpy_f32(int64_t n, float a, const float *x, float *y);
 void lode_wsum_f32(const float *P, int64_t ldp, int64_t nh, const float *X, int64_t ldx, int64_t n, float *Y,
                    int64_t ldy, int64_t k);
 
+/* Softmax and SwiGLU pieces at the current level. The SIMD levels compute
+ * exp as 2^n * p(r), r = x - n ln 2 in [-ln2/2, ln2/2], p of degree 7 (within
+ * 2 ulp of expf; results below 1.2e-38 flush to 0).
+ * lode_scale_max_f32: x[i] *= scale; returns max(m0, max_i x[i]).
+ * lode_exp_sub_f32:   x[i] = exp(x[i] - m); returns the sum of the new x.
+ * lode_swiglu_f32:    out[i] = silu(g[i]) * u[i], silu(v) = v / (1 + exp(-v));
+ *                     out may be g or u. */
+float lode_scale_max_f32(float *x, int64_t n, float scale, float m0);
+double lode_exp_sub_f32(float *x, int64_t n, float m);
+void lode_swiglu_f32(const float *g, const float *u, float *out, int64_t n);
+
 /* Instruction-set level of the kernels above. Chosen once from the CPU
  * (__builtin_cpu_supports) and the LODE_CPU environment variable
  * (scalar|avx2|avx512), which can only lower it. */

@@ -205,7 +205,6 @@ void lode__kv_dots(const lode_kv *kv, int64_t layer, const int32_t *cells, int64
                    int64_t ldq, int64_t nq, int64_t k, float *S, int64_t lds, bool accumulate);
 void lode__kv_weighted_sum(const lode_kv *kv, int64_t layer, const int32_t *cells, int64_t nk, int64_t off,
                            const float *P, int64_t ldp, int64_t nh, int64_t k, float *out, int64_t ldo);
-static inline float lode__silu(float x) { return x / (1.0f + expf(-x)); }
 /* Parallel-for over the model's pool. */
 void lode__parallel(lode_model *m, int64_t n, lode_pool_fn fn, void *ctx);
 /* SwiGLU FFN on n rows of X [n][H] → Y [n][H] (Y overwritten). */

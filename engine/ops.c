@@ -277,6 +277,17 @@ void lode__softmax(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
+typedef struct {
+    float *g;
+    const float *u;
+    int64_t I;
+} silu_task;
+
+static void silu_row(void *ctx, int64_t i) {
+    const silu_task *t = ctx;
+    lode_swiglu_f32(t->g + i * t->I, t->u + i * t->I, t->g + i * t->I, t->I);
+}
+
 void lode__swiglu(lode_model *m, const lode_mat *gate, const lode_mat *up, const lode_mat *down,
                   const float *X, int64_t n, float *Y) {
     const int64_t I = gate->rows, H = gate->cols;
@@ -284,7 +295,9 @@ void lode__swiglu(lode_model *m, const lode_mat *gate, const lode_mat *up, const
     float *g = lode__ws_alloc(m, (size_t)(n * I));
     float *u = lode__ws_alloc(m, (size_t)(n * I));
     matmul2(m, gate, up, X, H, n, g, u, I);
-    for (int64_t i = 0; i < n * I; i++) g[i] = lode__silu(g[i]) * u[i];
+    silu_task st = {g, u, I};
+    if (n >= 8) lode__parallel(m, n, silu_row, &st);
+    else lode_swiglu_f32(g, u, g, n * I);
     lode__matmul(m, down, g, I, n, Y, down->rows);
     lode__ws_release(m, mark);
 }

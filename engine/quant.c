@@ -1052,10 +1052,30 @@ static TGT512 void deq_avx512(lode_type t, const void *row, float *dst, int64_t 
     }
 }
 
+/* Lane i of the result = the sum of v[i]'s 16 lanes: a transposing tree
+ * (15 adds, 30 shuffles) instead of 16 separate reductions (128 ops). */
+AI512 __m512 hsum16_512(const __m512 v[16]) {
+    __m512 a[8], b[4], c[2];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) /* 128-bit lane: (v2i, v2i+1, v2i, v2i+1) partials */
+        a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) { /* 128-bit lane: v4i .. v4i+3 partials */
+        const __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
+        b[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) /* lanes: v8i..+3 (two halves), v8i+4..+7 (two halves) */
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xDD));
+}
+
 /* Register-blocked f32 tile product: RB rows x TB tokens of accumulators,
  * each 16 wide, summed horizontally at the end. */
 AI512 void gemm_block512(const float *Wt, int64_t ldw, const float *X, int64_t ldx, float *Y, int64_t ldy,
-                         int64_t k, bool accumulate, const int RB, const int TB) {
+                         int64_t k, bool accumulate, const float *pf, int64_t pfstride, int npf, const int RB,
+                         const int TB) {
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++)
@@ -1063,6 +1083,7 @@ AI512 void gemm_block512(const float *Wt, int64_t ldw, const float *X, int64_t l
         for (int t = 0; t < TB; t++) acc[r][t] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= k; i += 16) {
+        for (int q = 0; q < npf; q++) _mm_prefetch((const char *)(pf + q * pfstride + i), _MM_HINT_T0);
         __m512 xv[4];
 #pragma GCC unroll 4
         for (int t = 0; t < TB; t++) xv[t] = _mm512_loadu_ps(X + t * ldx + i);
@@ -1085,6 +1106,25 @@ AI512 void gemm_block512(const float *Wt, int64_t ldw, const float *X, int64_t l
             for (int t = 0; t < TB; t++) acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
         }
     }
+    if (RB == 4 && TB == 4) {
+        /* the 16 sums at once: lane 4t + r of s is acc[r][t]'s sum */
+        __m512 v[16];
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++)
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) v[4 * t + r] = acc[r][t];
+        const __m512 s = hsum16_512(v);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            __m128 q = _mm512_extractf32x4_ps(s, 0);
+            if (t == 1) q = _mm512_extractf32x4_ps(s, 1);
+            if (t == 2) q = _mm512_extractf32x4_ps(s, 2);
+            if (t == 3) q = _mm512_extractf32x4_ps(s, 3);
+            if (accumulate) q = _mm_add_ps(q, _mm_loadu_ps(Y + t * ldy));
+            _mm_storeu_ps(Y + t * ldy, q);
+        }
+        return;
+    }
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++)
 #pragma GCC unroll 4
@@ -1094,15 +1134,22 @@ AI512 void gemm_block512(const float *Wt, int64_t ldw, const float *X, int64_t l
         }
 }
 
-static TGT512 void gemm_avx512(const float *Wt, int64_t ldw, int64_t nr, const float *X, int64_t ldx, int64_t nt,
-                               float *Y, int64_t ldy, int64_t k, bool accumulate) {
+/* pf: rows that the block of tokens t0..t0+3 prefetches while it runs
+ * (pf + (t0 / 4) * ldw, then every (number of token blocks) rows, below
+ * pf_rows), or NULL. */
+static TGT512 void gemm_panel512(const float *Wt, int64_t ldw, int64_t nr, const float *X, int64_t ldx, int64_t nt,
+                                 float *Y, int64_t ldy, int64_t k, bool accumulate, const float *pf, int64_t pf_rows) {
+    const int64_t nblk = (nt + 3) / 4;
     int64_t t = 0;
     for (; t + 4 <= nt; t += 4) {
+        const int64_t q = t / 4;
+        const int npf = pf && q < pf_rows ? (int)((pf_rows - q + nblk - 1) / nblk) : 0;
+        const float *pq = pf ? pf + q * ldw : NULL;
         int64_t r = 0;
         for (; r + 4 <= nr; r += 4)
-            gemm_block512(Wt + r * ldw, ldw, X + t * ldx, ldx, Y + t * ldy + r, ldy, k, accumulate, 4, 4);
+            gemm_block512(Wt + r * ldw, ldw, X + t * ldx, ldx, Y + t * ldy + r, ldy, k, accumulate, pq, nblk * ldw, npf, 4, 4);
         for (; r < nr; r++)
-            gemm_block512(Wt + r * ldw, ldw, X + t * ldx, ldx, Y + t * ldy + r, ldy, k, accumulate, 1, 4);
+            gemm_block512(Wt + r * ldw, ldw, X + t * ldx, ldx, Y + t * ldy + r, ldy, k, accumulate, NULL, 0, 0, 1, 4);
     }
     const int64_t left = nt - t;
     if (!left) return;
@@ -1110,16 +1157,38 @@ static TGT512 void gemm_avx512(const float *Wt, int64_t ldw, int64_t nr, const f
     for (; r + 4 <= nr; r += 4) {
         const float *w = Wt + r * ldw;
         float *y = Y + t * ldy + r;
-        if (left == 1) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 4, 1);
-        else if (left == 2) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 4, 2);
-        else gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 4, 3);
+        if (left == 1) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, NULL, 0, 0, 4, 1);
+        else if (left == 2) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, NULL, 0, 0, 4, 2);
+        else gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, NULL, 0, 0, 4, 3);
     }
     for (; r < nr; r++) {
         const float *w = Wt + r * ldw;
         float *y = Y + t * ldy + r;
-        if (left == 1) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 1, 1);
-        else if (left == 2) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 1, 2);
-        else gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, 1, 3);
+        if (left == 1) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, NULL, 0, 0, 1, 1);
+        else if (left == 2) gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, NULL, 0, 0, 1, 2);
+        else gemm_block512(w, ldw, X + t * ldx, ldx, y, ldy, k, accumulate, NULL, 0, 0, 1, 3);
+    }
+}
+
+#ifndef GEMM_PF
+#define GEMM_PF 2 /* panels ahead */
+#endif
+/* With few tokens (attention's heads: up to 16 rows of X, which stay in L1)
+ * the rows of W go 4 at a time through every token block, so each W row is
+ * read from memory once and reused from L1; otherwise X is the panel that
+ * stays and W streams. */
+static TGT512 void gemm_avx512(const float *Wt, int64_t ldw, int64_t nr, const float *X, int64_t ldx, int64_t nt,
+                               float *Y, int64_t ldy, int64_t k, bool accumulate) {
+    if (nt > 16) {
+        gemm_panel512(Wt, ldw, nr, X, ldx, nt, Y, ldy, k, accumulate, NULL, 0);
+        return;
+    }
+    /* each panel prefetches the rows GEMM_PF panels ahead: the first token
+     * block would otherwise wait on memory for every W row */
+    for (int64_t r0 = 0; r0 < nr; r0 += 4) {
+        const int64_t pr = r0 + 4 * GEMM_PF, npf = nr - pr < 4 ? nr - pr : 4;
+        gemm_panel512(Wt + r0 * ldw, ldw, nr - r0 < 4 ? nr - r0 : 4, X, ldx, nt, Y + r0, ldy, k, accumulate,
+                      npf > 0 ? Wt + pr * ldw : NULL, npf > 0 ? npf : 0);
     }
 }
 
@@ -1610,6 +1679,170 @@ void lode_axpy_f32(int64_t n, float a, const float *x, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+/* ---- softmax and SwiGLU pieces ------------------------------------------------ */
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HI 0.693359375f
+#define EXP_LN2_LO -2.12194440e-4f
+#define EXP_MIN -87.33654f /* below: e^x < FLT_MIN, flushed to 0 */
+#define EXP_MAX 88.3762626647949f
+
+#if LODE_X86
+/* e^x for x <= EXP_MAX (callers clamp): Taylor terms to r^7 / 7! (error
+ * r^8 / 8! < 5.2e-9 relative for |r| <= ln2 / 2), scaled by 2^n. */
+static inline __attribute__((always_inline, target("avx512f"))) __m512 exp512(__m512 x) {
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    const __m512 e = _mm512_scalef_ps(p, n);
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_MIN), _CMP_NLT_UQ), e);
+}
+
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256 exp256(__m256 x) {
+    const __m256 xc = _mm256_max_ps(_mm256_set1_ps(EXP_MIN), x); /* NaN stays (second operand) */
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+    return _mm256_and_ps(e, _mm256_cmp_ps(x, _mm256_set1_ps(EXP_MIN), _CMP_NLT_UQ));
+}
+
+static __attribute__((target("avx512f"))) float scale_max512(float *x, int64_t n, float scale, float m0) {
+    const __m512 sc = _mm512_set1_ps(scale);
+    __m512 m = _mm512_set1_ps(m0);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), sc);
+        _mm512_mask_storeu_ps(x + i, k, v);
+        m = _mm512_mask_max_ps(m, k, m, v);
+    }
+    return _mm512_reduce_max_ps(m);
+}
+
+static __attribute__((target("avx512f"))) double exp_sub512(float *x, int64_t n, float mx) {
+    const __m512 mv = _mm512_set1_ps(mx);
+    __m512 s = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 e = exp512(_mm512_min_ps(_mm512_set1_ps(EXP_MAX), _mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mv)));
+        _mm512_mask_storeu_ps(x + i, k, e);
+        s = _mm512_mask_add_ps(s, k, s, e);
+    }
+    return (double)_mm512_reduce_add_ps(s);
+}
+
+static __attribute__((target("avx512f"))) void swiglu512(const float *g, const float *u, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(k, g + i);
+        const __m512 e = exp512(_mm512_min_ps(_mm512_set1_ps(EXP_MAX), _mm512_sub_ps(_mm512_setzero_ps(), v)));
+        const __m512 y = _mm512_mul_ps(_mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), _mm512_maskz_loadu_ps(k, u + i));
+        _mm512_mask_storeu_ps(out + i, k, y);
+    }
+}
+
+/* AVX2: 8 at a time, the tail through a padded copy (same arithmetic). */
+static __attribute__((target("avx2,fma"))) double exp_sub256(float *x, int64_t n, float mx) {
+    const __m256 mv = _mm256_set1_ps(mx);
+    __m256 s = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp256(_mm256_min_ps(_mm256_set1_ps(EXP_MAX), _mm256_sub_ps(_mm256_loadu_ps(x + i), mv)));
+        _mm256_storeu_ps(x + i, e);
+        s = _mm256_add_ps(s, e);
+    }
+    float t[8];
+    _mm256_storeu_ps(t, s);
+    double sum = 0;
+    for (int j = 0; j < 8; j++) sum += t[j];
+    if (i < n) {
+        float b[8] = {0};
+        memcpy(b, x + i, (size_t)(n - i) * sizeof(float));
+        _mm256_storeu_ps(b, exp256(_mm256_min_ps(_mm256_set1_ps(EXP_MAX), _mm256_sub_ps(_mm256_loadu_ps(b), mv))));
+        for (int64_t j = 0; j < n - i; j++) sum += b[j];
+        memcpy(x + i, b, (size_t)(n - i) * sizeof(float));
+    }
+    return sum;
+}
+
+static __attribute__((target("avx2,fma"))) void swiglu256(const float *g, const float *u, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i += 8) {
+        float bg[8] = {0}, bu[8] = {0};
+        const int64_t w = n - i < 8 ? n - i : 8;
+        const float *pg = g + i, *pu = u + i;
+        if (w < 8) {
+            memcpy(bg, g + i, (size_t)w * sizeof(float));
+            memcpy(bu, u + i, (size_t)w * sizeof(float));
+            pg = bg, pu = bu;
+        }
+        const __m256 v = _mm256_loadu_ps(pg);
+        const __m256 e = exp256(_mm256_min_ps(_mm256_set1_ps(EXP_MAX), _mm256_sub_ps(_mm256_setzero_ps(), v)));
+        const __m256 y = _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), _mm256_loadu_ps(pu));
+        if (w < 8) {
+            _mm256_storeu_ps(bg, y);
+            memcpy(out + i, bg, (size_t)w * sizeof(float));
+        } else {
+            _mm256_storeu_ps(out + i, y);
+        }
+    }
+}
+#endif
+
+float lode_scale_max_f32(float *x, int64_t n, float scale, float m0) {
+#if LODE_X86
+    if (lode_quant_cpu_level() >= LODE_CPU_AVX512) return scale_max512(x, n, scale, m0);
+#endif
+    float m = m0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] *= scale;
+        m = x[i] > m ? x[i] : m;
+    }
+    return m;
+}
+
+double lode_exp_sub_f32(float *x, int64_t n, float m) {
+#if LODE_X86
+    switch (lode_quant_cpu_level()) {
+    case LODE_CPU_AVX512: return exp_sub512(x, n, m);
+    case LODE_CPU_AVX2: return exp_sub256(x, n, m);
+    default: break;
+    }
+#endif
+    double t = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        t += x[i];
+    }
+    return t;
+}
+
+void lode_swiglu_f32(const float *g, const float *u, float *out, int64_t n) {
+#if LODE_X86
+    switch (lode_quant_cpu_level()) {
+    case LODE_CPU_AVX512: swiglu512(g, u, out, n); return;
+    case LODE_CPU_AVX2: swiglu256(g, u, out, n); return;
+    default: break;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 /* ---- weighted sums of rows (attention's P V) ----------------------------------- */
 #if LODE_X86
 /* HB heads x 32 columns in registers over all n rows: each row chunk is
@@ -1620,18 +1853,21 @@ static inline __attribute__((always_inline, target("avx512f"))) void wsum512_blk
                                                                                 float *Y, int64_t ldy, __mmask16 m0,
                                                                                 __mmask16 m1, const int HB) {
     __m512 a0[8], a1[8];
+#pragma GCC unroll 8
     for (int h = 0; h < HB; h++) {
         a0[h] = _mm512_maskz_loadu_ps(m0, Y + h * ldy);
         a1[h] = _mm512_maskz_loadu_ps(m1, Y + h * ldy + 16);
     }
     for (int64_t j = 0; j < n; j++) {
         const __m512 x0 = _mm512_maskz_loadu_ps(m0, X + j * ldx), x1 = _mm512_maskz_loadu_ps(m1, X + j * ldx + 16);
+#pragma GCC unroll 8
         for (int h = 0; h < HB; h++) {
             const __m512 p = _mm512_set1_ps(P[h * ldp + j]);
             a0[h] = _mm512_fmadd_ps(p, x0, a0[h]);
             a1[h] = _mm512_fmadd_ps(p, x1, a1[h]);
         }
     }
+#pragma GCC unroll 8
     for (int h = 0; h < HB; h++) {
         _mm512_mask_storeu_ps(Y + h * ldy, m0, a0[h]);
         _mm512_mask_storeu_ps(Y + h * ldy + 16, m1, a1[h]);

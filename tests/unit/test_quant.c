@@ -1057,3 +1057,113 @@ static void check_wsum_at_level(lode_cpu_level level) {
 Test(quant, wsum_scalar) { check_wsum_at_level(LODE_CPU_SCALAR); }
 Test(quant, wsum_avx2) { check_wsum_at_level(LODE_CPU_AVX2); }
 Test(quant, wsum_avx512) { check_wsum_at_level(LODE_CPU_AVX512); }
+
+/* lode_gemm_f32 at every level against a double sum: row counts around the
+ * 4-row block, token counts around the 4-token block and the 16-token panel
+ * switch, k around the 16-wide step; with and without accumulation; Y
+ * outside the nr x nt block untouched. */
+static void check_gemm_at_level(lode_cpu_level level) {
+    if (lode_quant_set_cpu_level(level) != level) cr_skip_test("CPU lacks %s", lode_cpu_level_name(level));
+    const int64_t nrs[] = {1, 4, 7, 64}, nts[] = {1, 3, 4, 16, 17, 36}, ks[] = {5, 16, 64, 576};
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 6; b++)
+            for (size_t c = 0; c < 4; c++)
+                for (int acc = 0; acc < 2; acc++) {
+                    const int64_t nr = nrs[a], nt = nts[b], k = ks[c], ldw = k + 3, ldx = k + 1, ldy = nr + 2;
+                    float *W = malloc((size_t)(nr * ldw) * sizeof(float)), *X = malloc((size_t)(nt * ldx) * sizeof(float));
+                    float *Y = malloc((size_t)((nt + 1) * ldy) * sizeof(float)), *Y0 = malloc((size_t)((nt + 1) * ldy) * sizeof(float));
+                    for (int64_t i = 0; i < nr * ldw; i++) W[i] = rng_gauss();
+                    for (int64_t i = 0; i < nt * ldx; i++) X[i] = rng_gauss();
+                    for (int64_t i = 0; i < (nt + 1) * ldy; i++) Y[i] = Y0[i] = rng_gauss();
+                    lode_gemm_f32(W, ldw, nr, X, ldx, nt, Y, ldy, k, acc);
+                    for (int64_t t = 0; t <= nt; t++)
+                        for (int64_t r = 0; r < ldy; r++) {
+                            if (t == nt || r >= nr) {
+                                cr_assert_eq(Y[t * ldy + r], Y0[t * ldy + r], "gemm wrote outside its block");
+                                continue;
+                            }
+                            double ref = acc ? Y0[t * ldy + r] : 0, mag = acc ? fabs((double)Y0[t * ldy + r]) : 0;
+                            for (int64_t i = 0; i < k; i++) {
+                                ref += (double)W[r * ldw + i] * X[t * ldx + i];
+                                mag += fabs((double)W[r * ldw + i] * X[t * ldx + i]);
+                            }
+                            cr_assert(fabs(Y[t * ldy + r] - ref) <= TOL_DOT * mag + 1e-30,
+                                      "gemm nr %ld nt %ld k %ld acc %d at %s: %.9g vs %.9g", (long)nr, (long)nt, (long)k,
+                                      acc, lode_cpu_level_name(level), Y[t * ldy + r], ref);
+                        }
+                    free(W);
+                    free(X);
+                    free(Y);
+                    free(Y0);
+                }
+    lode_quant_set_cpu_level((lode_cpu_level)-1);
+}
+
+Test(quant, gemm_scalar) { check_gemm_at_level(LODE_CPU_SCALAR); }
+Test(quant, gemm_avx2) { check_gemm_at_level(LODE_CPU_AVX2); }
+Test(quant, gemm_avx512) { check_gemm_at_level(LODE_CPU_AVX512); }
+
+/* The softmax and SwiGLU pieces at every level against double-precision
+ * math: exp within 2 ulp of the true value (0 below FLT_MIN), the sum within
+ * 1e-6 relative, silu within 4 ulp; every length from 0 to 40 (the tails). */
+static double ulp_err(float got, double want) {
+    if (want == 0.0) return got == 0.0f ? 0.0 : INFINITY;
+    const double ulp = ldexp(1.0, ilogb(want) - 23);
+    return fabs((double)got - want) / ulp;
+}
+
+static void check_softmax_pieces_at_level(lode_cpu_level level) {
+    if (lode_quant_set_cpu_level(level) != level) cr_skip_test("CPU lacks %s", lode_cpu_level_name(level));
+    enum { N = 40 };
+    for (int64_t n = 0; n <= N; n++) {
+        float x[N + 1], x0[N + 1], u[N + 1], g[N + 1];
+        for (int64_t i = 0; i <= N; i++) x[i] = x0[i] = 30.0f * rng_gauss(), u[i] = rng_gauss(), g[i] = 12.0f * rng_gauss();
+        x[n] = x0[n] = 1e30f; /* a sentinel past the end */
+        const float scale = 0.37f;
+        float m = lode_scale_max_f32(x, n, scale, -INFINITY);
+        float mref = -INFINITY;
+        for (int64_t i = 0; i < n; i++) {
+            cr_assert_eq(x[i], x0[i] * scale, "scale_max scaled %ld wrong at %s", (long)i, lode_cpu_level_name(level));
+            mref = x[i] > mref ? x[i] : mref;
+        }
+        cr_assert_eq(m, mref, "scale_max max at %s", lode_cpu_level_name(level));
+        cr_assert_eq(x[n], 1e30f, "scale_max wrote past n");
+        for (int64_t i = 0; i < n; i++) x0[i] = x[i];
+        const double s = lode_exp_sub_f32(x, n, m);
+        double sref = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const float arg = x0[i] - m; /* the kernels subtract in f32 */
+            const double e = exp((double)arg);
+            const double want = e < 1.1754943508222875e-38 ? 0.0 : e;
+            sref += want;
+            if (want == 0.0) cr_assert(x[i] < 1.2e-38f, "exp underflow at %s: %g", lode_cpu_level_name(level), x[i]);
+            else cr_assert(ulp_err(x[i], want) <= 2.0, "exp(%.9g) at %s: %.9g vs %.9g", (double)arg,
+                           lode_cpu_level_name(level), x[i], want);
+        }
+        cr_assert(fabs(s - sref) <= 1e-6 * sref + 1e-30, "exp sum at %s: %.12g vs %.12g", lode_cpu_level_name(level), s, sref);
+        cr_assert_eq(x[n], 1e30f, "exp_sub wrote past n");
+        float out[N + 1];
+        out[n] = 7.0f;
+        lode_swiglu_f32(g, u, out, n);
+        for (int64_t i = 0; i < n; i++) {
+            const double want = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+            cr_assert(ulp_err(out[i], want) <= 4.0 || fabs(out[i] - want) < 1e-37, "silu(%.9g) * %.9g at %s: %.9g vs %.9g",
+                      g[i], u[i], lode_cpu_level_name(level), out[i], want);
+        }
+        cr_assert_eq(out[n], 7.0f, "swiglu wrote past n");
+    }
+    /* extremes: exp of -inf and of large negatives is 0, silu saturates */
+    float e[4] = {-INFINITY, -200.0f, -87.0f, 0.0f};
+    lode_exp_sub_f32(e, 4, 0.0f);
+    cr_assert(e[0] == 0.0f && e[1] == 0.0f && e[2] > 0.0f && e[3] == 1.0f, "exp extremes at %s: %g %g %g %g",
+              lode_cpu_level_name(level), e[0], e[1], e[2], e[3]);
+    float gv[3] = {-200.0f, 200.0f, 0.0f}, uv[3] = {1.0f, 1.0f, 1.0f}, ov[3];
+    lode_swiglu_f32(gv, uv, ov, 3);
+    cr_assert(fabs(ov[0]) < 1e-30f && ov[1] == 200.0f && ov[2] == 0.0f, "silu extremes at %s: %g %g %g",
+              lode_cpu_level_name(level), ov[0], ov[1], ov[2]);
+    lode_quant_set_cpu_level((lode_cpu_level)-1);
+}
+
+Test(quant, softmax_pieces_scalar) { check_softmax_pieces_at_level(LODE_CPU_SCALAR); }
+Test(quant, softmax_pieces_avx2) { check_softmax_pieces_at_level(LODE_CPU_AVX2); }
+Test(quant, softmax_pieces_avx512) { check_softmax_pieces_at_level(LODE_CPU_AVX512); }
