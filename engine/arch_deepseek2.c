@@ -283,8 +283,9 @@ static void attn_decompressed_task(void *ctx, int64_t task) {
     for (int64_t i = 0; i < nb; i++) {
         float *s = S + i * nkmax;
         const int64_t nk = a->p->pos[a->toks[b0 + i]] + 1;
-        for (int64_t j = 0; j < nk; j++) s[j] *= a->m->attn_scale;
-        lode__softmax(s, nk);
+        const float mx = lode_scale_max_f32(s, nk, a->m->attn_scale, -INFINITY);
+        const float inv = (float)(1.0 / lode_exp_sub_f32(s, nk, mx));
+        for (int64_t j = 0; j < nk; j++) s[j] *= inv;
         for (int64_t j = nk; j < nkmax; j++) s[j] = 0.0f;
     }
     lode_gemm_f32(a->VT + h * dv * a->nk, a->nk, dv, S, nkmax, nb, O, dv, nkmax, false);
