@@ -195,8 +195,8 @@ $(PGO_DIR)/gen/tree-sitter-lib.o: $(TS_LIB_C) $(TS_LIB_STAMP) lsp/lode_ts_alloc.
 	@mkdir -p $(dir $@)
 	$(TS_LIB_CC) $(PGO_GEN) -c $< -o $@
 
-$(PGO_DIR)/pgo_train: tools/pgo_train.c lsp/ts_alloc.c $(PGO_GEN_OBJ)
-	$(CC) -std=c11 -O2 -g0 -pthread -D_GNU_SOURCE $(if $(TS_LIB_C),-I$(TS_SRC)/lib/include,$(TS_CFLAGS)) $^ \
+$(PGO_DIR)/pgo_train: tools/pgo_train.c lsp/ts_alloc.c $(PGO_GEN_OBJ) lsp/ts_grammars.h
+	$(CC) -std=c11 -O2 -g0 -pthread -D_GNU_SOURCE $(if $(TS_LIB_C),-I$(TS_SRC)/lib/include,$(TS_CFLAGS)) $(filter-out %.h,$^) \
 	  $(if $(TS_LIB_C),,$(TS_LIBS)) -lgcov -o $@
 
 $(PGO_STAMP): $(PGO_DIR)/pgo_train

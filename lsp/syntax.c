@@ -9,20 +9,9 @@
 
 #include "syntax_impl.h"
 
-/* ---- grammars (libgrammars.a) and embedded queries (build/grammars/queries.c) ---- */
-const TSLanguage *tree_sitter_c(void);
-const TSLanguage *tree_sitter_cpp(void);
-const TSLanguage *tree_sitter_python(void);
-const TSLanguage *tree_sitter_javascript(void);
-const TSLanguage *tree_sitter_typescript(void);
-const TSLanguage *tree_sitter_tsx(void);
-const TSLanguage *tree_sitter_go(void);
-const TSLanguage *tree_sitter_rust(void);
-const TSLanguage *tree_sitter_java(void);
-const TSLanguage *tree_sitter_lua(void);
-const TSLanguage *tree_sitter_bash(void);
-const TSLanguage *tree_sitter_json(void);
-const TSLanguage *tree_sitter_ruby(void);
+#include "ts_grammars.h"
+
+/* ---- embedded queries (build/grammars/queries.c) ---- */
 
 typedef struct lode__embedded_query {
     const char *lang, *name, *text;

@@ -28,21 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <tree_sitter/api.h>
-
-const TSLanguage *tree_sitter_c(void);
-const TSLanguage *tree_sitter_cpp(void);
-const TSLanguage *tree_sitter_python(void);
-const TSLanguage *tree_sitter_javascript(void);
-const TSLanguage *tree_sitter_typescript(void);
-const TSLanguage *tree_sitter_tsx(void);
-const TSLanguage *tree_sitter_go(void);
-const TSLanguage *tree_sitter_rust(void);
-const TSLanguage *tree_sitter_java(void);
-const TSLanguage *tree_sitter_lua(void);
-const TSLanguage *tree_sitter_bash(void);
-const TSLanguage *tree_sitter_json(void);
-const TSLanguage *tree_sitter_ruby(void);
+#include "../lsp/ts_grammars.h"
 
 typedef struct train_lang {
     const char *name;
