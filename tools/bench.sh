@@ -31,7 +31,9 @@ echo "## model: DeepSeek-Coder-V2-Lite shape (random weights), $THREADS threads,
 # lode runs twice per file: the int8-activation kernels (the default) and the
 # exact-f32 kernels (LODE_INT8=0). Both read the weights into memory at load
 # (models that fit); llama.cpp runs with and without its mmap.
-# Roofline columns: tg = bandwidth / active bytes per token; pp = int8 peak /
+# Roofline columns: tg = bandwidth / weight bytes one token reads (each
+# tensor's own type: tools/active_bytes.py; f32 attn_k_b/v_b weigh 4 B per
+# weight, so the parameter ratio undercounted them); pp = int8 peak /
 # 2 x active parameters (2.451 B of 15.706 B, spec-model.md §1.3).
 printf "| type | lode kernels | file GB | lode pp | llama.cpp pp (no mmap / mmap) | pp ratio | pp / int8 peak | lode tg | llama.cpp tg (no mmap / mmap) | tg ratio | tg roofline | tg / roofline | peak RSS GB | RSS bar |\n"
 printf "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
@@ -42,13 +44,14 @@ for T in $TYPES; do
   [ -f "$F" ] || "$LODE" gen lite -o "$F" --type "$T" --quiet
   C=$(node tests/llamacpp/llama_bench.mjs "$F" -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -v 100000 --no-mmap 2>/dev/null | tail -1)
   CM=$(node tests/llamacpp/llama_bench.mjs "$F" -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -v 100000 2>/dev/null | tail -1)
+  ACT=$("$LODE" inspect -m "$F" 2>/dev/null | python3 tools/active_bytes.py)
   for MODE in int8 exact; do
   L=$(LODE_INT8=$([ $MODE = int8 ] && echo 1 || echo 0) "$LODE" bench -m "$F" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" --json)
-  python3 - "$F" "$L" "$C" "$CM" "$BW" "$T" "$MODE" "$PEAK" <<'PY'
+  python3 - "$F" "$L" "$C" "$CM" "$BW" "$T" "$MODE" "$PEAK" "$ACT" <<'PY'
 import json, os, sys
 f, l, c, cm, bw, t, mode, peak = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), float(sys.argv[5]), sys.argv[6], sys.argv[7], json.loads(sys.argv[8])
 gb = os.path.getsize(f) / 1e9
-active = gb * 2.451 / 15.706          # bytes read per generated token (GB)
+active = float(sys.argv[9])           # weight bytes read per generated token (GB), tools/active_bytes.py
 roof = bw / active
 pp_peak = peak["int8_gops"] / (2 * 2.451)   # t/s if every op ran at the int8 peak
 rss_ok = l["peak_rss_gb"] <= (gb + l["kv_gb"]) * 1.10
