@@ -56,9 +56,15 @@
 #endif
 
 #define R16 16
-#ifndef PF_DIST
-#define PF_DIST 2304 /* Q4_K: one record ahead */
-#endif
+/* Q4_K software prefetch distance in records (2,304 bytes each): one for
+ * the multi-token tiles (compute-bound), two for the one-token matvec, which
+ * walks one 16-row group at a time (RB = 1). Measured with 2 threads on
+ * 1408 x 2048 matrices in pool runs of 64 rows, the decode pattern: kernel
+ * time / plain-read time of the same bytes went from 0.82-0.90 (RB = 2, one
+ * record ahead) to 1.04-1.06, and from 0.62 to 0.86 on one thread; three or
+ * four records ahead, or two groups at a time, measured worse. */
+#define Q4K_PF_TILE 1
+#define Q4K_PF_VEC 2
 #ifndef Q5_PF
 #define Q5_PF 1408 /* Q4_1/Q5_0/Q5_1: 4-4.4 records ahead (measured 20 -> 29-30 GB/s, one core) */
 #endif
@@ -454,6 +460,7 @@ AI512 __m512i six_bits(__m512i lo, __m512i hi, int j, int hb) {
 AI512 void k_q4_k(const char *G, size_t gb, int64_t nsb, const lode_block_q8k *x, int64_t xstride, float *Y,
                   int64_t ldy, const int RB, const int TB) {
     const __m512i m4 = _mm512_set1_epi8(15);
+    const size_t pfd = (RB == 1 && TB == 1 ? Q4K_PF_VEC : Q4K_PF_TILE) * sizeof(r16_q4_k);
     __m512 res[4][4];
     res_zero(res, RB, TB);
     for (int64_t i = 0; i < nsb; i++) {
@@ -476,8 +483,8 @@ AI512 void k_q4_k(const char *G, size_t gb, int64_t nsb, const lode_block_q8k *x
                 for (int r = 0; r < RB; r++) {
                     const __m512i w = _mm512_loadu_si512(((const r16_q4_k *)(G + r * gb))[i].q[4 * j + u]);
                     const char *rec = (const char *)&((const r16_q4_k *)(G + r * gb))[i];
-                    _mm_prefetch(rec + PF_DIST + 64 * (4 * j + u), _MM_HINT_T0);
-                    if (u == 0 && j < 4) _mm_prefetch(rec + PF_DIST + 2048 + 64 * j, _MM_HINT_T0);
+                    _mm_prefetch(rec + pfd + 64 * (4 * j + u), _MM_HINT_T0);
+                    if (u == 0 && j < 4) _mm_prefetch(rec + pfd + 2048 + 64 * j, _MM_HINT_T0);
                     lo[r] = _mm512_and_si512(w, m4);
                     hi[r] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
                 }
@@ -522,14 +529,17 @@ AI512 void k_q4_k(const char *G, size_t gb, int64_t nsb, const lode_block_q8k *x
     res_store(res, Y, ldy, RB, TB);
 }
 
-/* Groups [g0, g1) x ntok tokens: RB groups at a time (4 for one token, to
- * keep four vpdpbusd chains in flight; 2 for more), TB tokens at a time. */
+/* Groups [g0, g1) x ntok tokens: RB groups at a time, TB tokens at a time.
+ * One token: 4 groups for Q8_0 and Q4_1/Q5_x (four vpdpbusd chains in
+ * flight), 1 for Q4_K (its 8 sub-blocks give independent chains already, and
+ * one stream prefetched two records ahead reads memory faster than two
+ * streams: see Q4K_PF_VEC). More tokens: 2. */
 static TGT512 void r16_vnni(lode_type t, const void *W, int64_t ncols, const void *Xq, int64_t ntok, float *Y,
                             int64_t ldy, int64_t g0, int64_t g1) {
     const size_t gb = R16 * lode_row_size(t, ncols);
     const int64_t nb = n_blocks(t, ncols);
     const bool q8 = t == LODE_TYPE_Q8_0;
-    const int rb_max = ntok == 1 && (q8 || is_q5(t)) ? 4 : 2;
+    const int rb_max = ntok == 1 ? (t == LODE_TYPE_Q4_K ? 1 : 4) : 2;
     for (int64_t g = g0; g < g1; g += rb_max) {
         const int rb = g1 - g < rb_max ? (int)(g1 - g) : rb_max;
         const char *G = (const char *)W + (size_t)g * gb;
