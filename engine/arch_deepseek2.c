@@ -124,7 +124,6 @@ typedef struct {
     const float *V;      /* [n_keys][ldv] */
     int64_t ldk, ldv, kstride, vstride;
     const float *Kpe;    /* [n_keys][qk_rope_dim] roped keys */
-    float *VT;           /* [nh][v_head_dim][n_keys] */
     int64_t nq, nk;
 } attn_ctx;
 
@@ -257,7 +256,7 @@ static void attn_absorbed(lode_model *m, const attn_ctx *a) {
 /* Decompressed form as GEMMs, one (head, block of DQB queries) per task,
  * K/V expanded beforehand: S = Q_nope K_nopeᵀ + Q_pe K_peᵀ over the keys the
  * block's last query sees, a causal softmax per query (keys past its own
- * position get weight 0), then O = P V via the transposed values. */
+ * position get weight 0), then O = P V (lode_gemm_nn_f32 on the values as they are). */
 #define DQB 32
 static void attn_decompressed_task(void *ctx, int64_t task) {
     const attn_ctx *a = ctx;
@@ -288,21 +287,9 @@ static void attn_decompressed_task(void *ctx, int64_t task) {
         for (int64_t j = 0; j < nk; j++) s[j] *= inv;
         for (int64_t j = nk; j < nkmax; j++) s[j] = 0.0f;
     }
-    lode_gemm_f32(a->VT + h * dv * a->nk, a->nk, dv, S, nkmax, nb, O, dv, nkmax, false);
+    lode_gemm_nn_f32(S, nkmax, nb, a->V + h * a->vstride, a->ldv, dv, O, dv, nkmax, false);
     for (int64_t i = 0; i < nb; i++)
         memcpy(a->out + a->toks[b0 + i] * nh * dv + h * dv, O + i * dv, (size_t)dv * sizeof(float));
-}
-
-/* VT[h][r][j] = V[j][h][r]: the values of each head transposed, so that
- * O = P V is a product over contiguous rows. One task per head. */
-static void transpose_v_head(void *ctx, int64_t h) {
-    const attn_ctx *a = ctx;
-    const int64_t dv = a->m->cfg.v_head_dim;
-    float *vt = a->VT + h * dv * a->nk;
-    for (int64_t j = 0; j < a->nk; j++) {
-        const float *v = a->V + j * a->ldv + h * a->vstride;
-        for (int64_t r = 0; r < dv; r++) vt[r * a->nk + j] = v[r];
-    }
 }
 
 typedef struct {
@@ -313,19 +300,27 @@ typedef struct {
     float *K;
 } kexp_ctx;
 
-/* WkT[(h·dn + i)·dc + r] = W_UK_h[i][r]: attn_k_b row h·dc + r holds
- * W_UK_h[:, r] (dn values). One task per head. */
-static void transpose_k_head(void *ctx, int64_t h) {
+/* K_h = C W_h for head h: W_h = attn_k_b rows h·dc .. h·dc + dc - 1 ([dc][dn],
+ * as stored: row h·dc + r holds W_UK_h[:, r]), read in place when f32 and
+ * dequantized once per call otherwise; K_h lands at column h·dn of K
+ * ([nk][nh·dn]). One task per head. */
+static void kexp_head(void *ctx, int64_t h) {
     const kexp_ctx *k = ctx;
     const lode_config *c = &k->m->cfg;
-    const int64_t dc = c->kv_lora_rank, dn = c->qk_nope_dim;
-    const lode_type_traits *tr = lode_type_get(k->L->wk_b.type);
-    float *row = lode__tl_scratch(3, (size_t)dn);
-    float *dst = k->K + h * dn * dc;
-    for (int64_t r = 0; r < dc; r++) {
-        tr->to_f32((const char *)k->L->wk_b.data + (size_t)(h * dc + r) * k->L->wk_b.row_bytes, row, dn);
-        for (int64_t i = 0; i < dn; i++) dst[i * dc + r] = row[i];
+    const int64_t dc = c->kv_lora_rank, dn = c->qk_nope_dim, nh = c->n_head;
+    const lode_mat *W = &k->L->wk_b;
+    const float *B;
+    int64_t ldb;
+    if (W->type == LODE_TYPE_F32) {
+        B = (const float *)((const char *)W->data + (size_t)(h * dc) * W->row_bytes);
+        ldb = (int64_t)(W->row_bytes / sizeof(float));
+    } else {
+        const lode_type_traits *tr = lode_type_get(W->type);
+        float *buf = lode__tl_scratch(3, (size_t)(dc * dn));
+        for (int64_t r = 0; r < dc; r++) tr->to_f32((const char *)W->data + (size_t)(h * dc + r) * W->row_bytes, buf + r * dn, dn);
+        B = buf, ldb = dn;
     }
+    lode_gemm_nn_f32(k->C, dc, k->nk, B, ldb, dn, k->K + h * dn, nh * dn, dc, false);
 }
 
 static void attention(lode_model *m, lode_kv *kv, const lode_layer *L, int64_t layer, const lode_eval_plan *p,
@@ -336,7 +331,7 @@ static void attention(lode_model *m, lode_kv *kv, const lode_layer *L, int64_t l
         const int64_t nq = p->group_count[g];
         const int64_t *toks = p->group_tok + p->group_first[g];
         const int32_t *cells = kv->seqs[p->group_seq[g]].cells;
-        attn_ctx a = {m, kv, L, p, layer, q, out, toks, cells, NULL, NULL, 0, 0, 0, 0, NULL, NULL, nq, 0};
+        attn_ctx a = {m, kv, L, p, layer, q, out, toks, cells, NULL, NULL, 0, 0, 0, 0, NULL, nq, 0};
         bool decompress = m->mla_mode == LODE_MLA_DECOMPRESSED || (m->mla_mode == LODE_MLA_AUTO && nq >= 64);
         if (!decompress) {
             attn_absorbed(m, &a);
@@ -351,14 +346,10 @@ static void attention(lode_model *m, lode_kv *kv, const lode_layer *L, int64_t l
             float *K = lode__ws_alloc(m, (size_t)(nk * nh * dn));
             float *V = lode__ws_alloc(m, (size_t)(nk * nh * dv));
             lode__matmul(m, &L->wv_b, C, dc, nk, V, nh * dv);
-            /* k = W_UK c as one GEMM over W_UKᵀ ([nh·dn, dc], transposed
-             * from attn_k_b once per call: nh·dc·dn elements, small next to
-             * the nk·nh·dc·dn product). */
-            float *WkT = lode__ws_alloc(m, (size_t)(nh * dn * dc));
-            kexp_ctx kc = {m, L, C, nk, WkT};
-            lode__parallel(m, nh, transpose_k_head, &kc);
-            const lode_mat wkt = {LODE_TYPE_F32, nh * dn, dc, WkT, (size_t)dc * sizeof(float), "attn_k_b^T", false};
-            lode__matmul(m, &wkt, C, dc, nk, K, nh * dn);
+            /* k = W_UK c: per head, the latent rows times attn_k_b's
+             * [dc][dn] slice in its stored layout (no transpose). */
+            kexp_ctx kc = {m, L, C, nk, K};
+            lode__parallel(m, nh, kexp_head, &kc);
             a.K = K, a.V = V, a.ldk = nh * dn, a.ldv = nh * dv, a.kstride = dn, a.vstride = dv;
         } else {
             float *KV = lode__ws_alloc(m, (size_t)(nk * nh * (dn + dv)));
@@ -370,8 +361,6 @@ static void attention(lode_model *m, lode_kv *kv, const lode_layer *L, int64_t l
         for (int64_t j = 0; j < nk; j++)
             memcpy(Kpe + j * dr, lode__kv_row(kv, layer, cells[j]) + dc, (size_t)dr * sizeof(float));
         a.Kpe = Kpe, a.nk = nk;
-        a.VT = lode__ws_alloc(m, (size_t)(nh * dv * nk));
-        lode__parallel(m, nh, transpose_v_head, &a);
         lode__parallel(m, ((nq + DQB - 1) / DQB) * nh, attn_decompressed_task, &a);
         lode__ws_release(m, mk);
     }

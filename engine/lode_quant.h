@@ -78,6 +78,14 @@ void lode_matmul_rows(lode_type t, const void *W, int64_t ncols, const float *X,
 void lode_gemm_f32(const float *W, int64_t ldw, int64_t nr, const float *X, int64_t ldx, int64_t nt, float *Y,
                    int64_t ldy, int64_t k, bool accumulate);
 
+/* C[i*ldc + j] = sum_p A[i*lda + p] * B[p*ldb + j] for i < m, j < n (B in
+ * its own row-major layout, not transposed), added to C when accumulate; at
+ * the current level, the accuracy contract of lode_matvec_rows, no
+ * allocation. For prefill attention: K = C W (the latent times attn_k_b as
+ * stored) and O = P V without transposing either. */
+void lode_gemm_nn_f32(const float *A, int64_t lda, int64_t m, const float *B, int64_t ldb, int64_t n, float *C,
+                      int64_t ldc, int64_t k, bool accumulate);
+
 /* y[i] += a * x[i] for i < n at the current level (attention's weighted
  * values). */
 void lode_axpy_f32(int64_t n, float a, const float *x, float *y);

@@ -1651,6 +1651,161 @@ void lode_gemm_f32(const float *W, int64_t ldw, int64_t nr, const float *X, int6
     kernels()->gemm(W, ldw, nr, X, ldx, nt, Y, ldy, k, accumulate);
 }
 
+/* ---- lode_gemm_nn_f32: C (+)= A B, B not transposed ----------------------------
+ * Blocks of 4 rows of C x 64 columns (AVX-512) or 6 x 16 (AVX2): each
+ * step broadcasts one A element per row against the columns of one B row
+ * (no horizontal sums, B read in its own layout). The k loop runs in chunks
+ * of NN_KC steps whose partial sums are added into C, so each output is a
+ * sum of at most NN_KC sequential FMAs plus k / NN_KC chunk adds (the error
+ * of the 16-lane dot kernels, not of one k-long chain). */
+#define NN_MR 6
+#define NN_KC 64
+
+/* Scalar: the same chunked order per output. */
+static void gemm_nn_scalar(const float *A, int64_t lda, int64_t m, const float *B, int64_t ldb, int64_t n, float *C,
+                           int64_t ldc, int64_t k, bool accumulate) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float tot = accumulate ? C[i * ldc + j] : 0.0f;
+            for (int64_t p0 = 0; p0 < k; p0 += NN_KC) {
+                const int64_t p1 = p0 + NN_KC < k ? p0 + NN_KC : k;
+                float acc = 0.0f;
+                for (int64_t p = p0; p < p1; p++) acc += A[i * lda + p] * B[p * ldb + j];
+                tot = (p0 == 0 && !accumulate) ? acc : tot + acc;
+            }
+            C[i * ldc + j] = tot;
+        }
+}
+
+#if LODE_X86
+#define TGTNN512 __attribute__((target("avx512f,avx2,fma")))
+#define AINN512 static inline __attribute__((always_inline)) TGTNN512
+/* AVX-512: MR rows x 64 columns (four vectors, masked at the edge). */
+AINN512 void nn_block512(const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t k,
+                         bool accumulate, const __mmask16 *mk, const int MR) {
+    for (int64_t p0 = 0; p0 < k; p0 += NN_KC) {
+        const int64_t p1 = p0 + NN_KC < k ? p0 + NN_KC : k;
+        __m512 c[4][4];
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) c[r][v] = _mm512_setzero_ps();
+        for (int64_t p = p0; p < p1; p++) {
+            __m512 b[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) b[v] = _mm512_maskz_loadu_ps(mk[v], B + p * ldb + 16 * v);
+#pragma GCC unroll 4
+            for (int r = 0; r < MR; r++) {
+                const __m512 a = _mm512_set1_ps(A[r * lda + p]);
+#pragma GCC unroll 4
+                for (int v = 0; v < 4; v++) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+            }
+        }
+        const bool add = p0 > 0 || accumulate;
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) {
+                float *cp = C + r * ldc + 16 * v;
+                const __m512 x = add ? _mm512_add_ps(c[r][v], _mm512_maskz_loadu_ps(mk[v], cp)) : c[r][v];
+                _mm512_mask_storeu_ps(cp, mk[v], x);
+            }
+    }
+}
+
+static TGTNN512 void gemm_nn_avx512(const float *A, int64_t lda, int64_t m, const float *B, int64_t ldb, int64_t n,
+                                    float *C, int64_t ldc, int64_t k, bool accumulate) {
+    for (int64_t j0 = 0; j0 < n; j0 += 64) {
+        const int64_t w = n - j0 < 64 ? n - j0 : 64;
+        __mmask16 mk[4];
+        for (int v = 0; v < 4; v++) {
+            const int64_t left = w - 16 * v;
+            mk[v] = (__mmask16)(left >= 16 ? 0xffff : left > 0 ? (1u << left) - 1 : 0);
+        }
+        for (int64_t i0 = 0; i0 < m; i0 += 4) {
+            const float *a = A + i0 * lda, *b = B + j0;
+            float *c = C + i0 * ldc + j0;
+            switch (m - i0 < 4 ? (int)(m - i0) : 4) {
+            case 1: nn_block512(a, lda, b, ldb, c, ldc, k, accumulate, mk, 1); break;
+            case 2: nn_block512(a, lda, b, ldb, c, ldc, k, accumulate, mk, 2); break;
+            case 3: nn_block512(a, lda, b, ldb, c, ldc, k, accumulate, mk, 3); break;
+            default: nn_block512(a, lda, b, ldb, c, ldc, k, accumulate, mk, 4); break;
+            }
+        }
+    }
+}
+
+#define TGTNN256 __attribute__((target("avx2,fma")))
+#define AINN256 static inline __attribute__((always_inline)) TGTNN256
+/* AVX2: blocks of 16 full columns; a narrower tail runs the scalar loop. */
+AINN256 void nn_block256(const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t k,
+                         bool accumulate, const int MR) {
+    for (int64_t p0 = 0; p0 < k; p0 += NN_KC) {
+        const int64_t p1 = p0 + NN_KC < k ? p0 + NN_KC : k;
+        __m256 c0[NN_MR], c1[NN_MR];
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm256_setzero_ps();
+        for (int64_t p = p0; p < p1; p++) {
+            const __m256 b0 = _mm256_loadu_ps(B + p * ldb), b1 = _mm256_loadu_ps(B + p * ldb + 8);
+#pragma GCC unroll 6
+            for (int r = 0; r < MR; r++) {
+                const __m256 a = _mm256_set1_ps(A[r * lda + p]);
+                c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
+                c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+            }
+        }
+        const bool add = p0 > 0 || accumulate;
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            float *c = C + r * ldc;
+            if (add) {
+                c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(c));
+                c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(c + 8));
+            }
+            _mm256_storeu_ps(c, c0[r]);
+            _mm256_storeu_ps(c + 8, c1[r]);
+        }
+    }
+}
+
+static TGTNN256 void gemm_nn_avx2(const float *A, int64_t lda, int64_t m, const float *B, int64_t ldb, int64_t n,
+                                  float *C, int64_t ldc, int64_t k, bool accumulate) {
+    int64_t j0 = 0;
+    for (; j0 + 16 <= n; j0 += 16)
+        for (int64_t i0 = 0; i0 < m; i0 += NN_MR) {
+            const float *a = A + i0 * lda, *b = B + j0;
+            float *c = C + i0 * ldc + j0;
+            switch (m - i0 < NN_MR ? (int)(m - i0) : NN_MR) {
+            case 1: nn_block256(a, lda, b, ldb, c, ldc, k, accumulate, 1); break;
+            case 2: nn_block256(a, lda, b, ldb, c, ldc, k, accumulate, 2); break;
+            case 3: nn_block256(a, lda, b, ldb, c, ldc, k, accumulate, 3); break;
+            case 4: nn_block256(a, lda, b, ldb, c, ldc, k, accumulate, 4); break;
+            case 5: nn_block256(a, lda, b, ldb, c, ldc, k, accumulate, 5); break;
+            default: nn_block256(a, lda, b, ldb, c, ldc, k, accumulate, 6); break;
+            }
+        }
+    if (j0 < n) gemm_nn_scalar(A, lda, m, B + j0, ldb, n - j0, C + j0, ldc, k, accumulate);
+}
+#endif
+
+void lode_gemm_nn_f32(const float *A, int64_t lda, int64_t m, const float *B, int64_t ldb, int64_t n, float *C,
+                      int64_t ldc, int64_t k, bool accumulate) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        if (!accumulate)
+            for (int64_t i = 0; i < m; i++) memset(C + i * ldc, 0, (size_t)n * sizeof(float));
+        return;
+    }
+#if LODE_X86
+    switch (lode_quant_cpu_level()) {
+    case LODE_CPU_AVX512: gemm_nn_avx512(A, lda, m, B, ldb, n, C, ldc, k, accumulate); return;
+    case LODE_CPU_AVX2: gemm_nn_avx2(A, lda, m, B, ldb, n, C, ldc, k, accumulate); return;
+    default: break;
+    }
+#endif
+    gemm_nn_scalar(A, lda, m, B, ldb, n, C, ldc, k, accumulate);
+}
+
 /* ---- axpy ---------------------------------------------------------------------- */
 #if LODE_X86
 static __attribute__((target("avx512f"))) void axpy_avx512(int64_t n, float a, const float *x, float *y) {

@@ -1103,6 +1103,51 @@ Test(quant, gemm_scalar) { check_gemm_at_level(LODE_CPU_SCALAR); }
 Test(quant, gemm_avx2) { check_gemm_at_level(LODE_CPU_AVX2); }
 Test(quant, gemm_avx512) { check_gemm_at_level(LODE_CPU_AVX512); }
 
+/* lode_gemm_nn_f32 at every level against a double sum: m around the 4- and
+ * 6-row blocks, n around the 16- and 64-column blocks, k around the 64-step
+ * chunk;
+ * with and without accumulation; C outside the m x n block untouched. */
+static void check_gemm_nn_at_level(lode_cpu_level level) {
+    if (lode_quant_set_cpu_level(level) != level) cr_skip_test("CPU lacks %s", lode_cpu_level_name(level));
+    const int64_t ms[] = {1, 3, 4, 6, 13, 32}, ns[] = {1, 15, 16, 17, 33, 64, 65, 128}, ks[] = {1, 7, 64, 65, 512};
+    for (size_t a = 0; a < 6; a++)
+        for (size_t b = 0; b < 8; b++)
+            for (size_t c = 0; c < 5; c++)
+                for (int acc = 0; acc < 2; acc++) {
+                    const int64_t m = ms[a], n = ns[b], k = ks[c], lda = k + 3, ldb = n + 5, ldc = n + 2;
+                    float *A = malloc((size_t)(m * lda) * sizeof(float)), *B = malloc((size_t)(k * ldb) * sizeof(float));
+                    float *C = malloc((size_t)((m + 1) * ldc) * sizeof(float)), *C0 = malloc((size_t)((m + 1) * ldc) * sizeof(float));
+                    for (int64_t i = 0; i < m * lda; i++) A[i] = rng_gauss();
+                    for (int64_t i = 0; i < k * ldb; i++) B[i] = rng_gauss();
+                    for (int64_t i = 0; i < (m + 1) * ldc; i++) C[i] = C0[i] = rng_gauss();
+                    lode_gemm_nn_f32(A, lda, m, B, ldb, n, C, ldc, k, acc);
+                    for (int64_t i = 0; i <= m; i++)
+                        for (int64_t j = 0; j < ldc; j++) {
+                            if (i == m || j >= n) {
+                                cr_assert_eq(C[i * ldc + j], C0[i * ldc + j], "gemm_nn wrote outside its block");
+                                continue;
+                            }
+                            double ref = acc ? C0[i * ldc + j] : 0, mag = acc ? fabs((double)C0[i * ldc + j]) : 0;
+                            for (int64_t q = 0; q < k; q++) {
+                                ref += (double)A[i * lda + q] * B[q * ldb + j];
+                                mag += fabs((double)A[i * lda + q] * B[q * ldb + j]);
+                            }
+                            cr_assert(fabs(C[i * ldc + j] - ref) <= TOL_DOT * mag + 1e-30,
+                                      "gemm_nn m %ld n %ld k %ld acc %d at %s: %.9g vs %.9g", (long)m, (long)n, (long)k,
+                                      acc, lode_cpu_level_name(level), C[i * ldc + j], ref);
+                        }
+                    free(A);
+                    free(B);
+                    free(C);
+                    free(C0);
+                }
+    lode_quant_set_cpu_level((lode_cpu_level)-1);
+}
+
+Test(quant, gemm_nn_scalar) { check_gemm_nn_at_level(LODE_CPU_SCALAR); }
+Test(quant, gemm_nn_avx2) { check_gemm_nn_at_level(LODE_CPU_AVX2); }
+Test(quant, gemm_nn_avx512) { check_gemm_nn_at_level(LODE_CPU_AVX512); }
+
 /* The softmax and SwiGLU pieces at every level against double-precision
  * math: exp within 2 ulp of the true value (0 below FLT_MIN), the sum within
  * 1e-6 relative, silu within 4 ulp; every length from 0 to 40 (the tails). */
