@@ -253,6 +253,25 @@ void lode__rmsnorm(float *out, const float *x, const float *w, int64_t n, float 
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * r * w[i];
 }
 
+void lode__rope_cs(float *cs, int64_t n_pairs, const float *theta, double pos, float mag) {
+    for (int64_t i = 0; i < n_pairs; i++) {
+        const double ang = pos * (double)theta[i];
+        cs[2 * i] = (float)cos(ang) * mag;
+        cs[2 * i + 1] = (float)sin(ang) * mag;
+    }
+}
+
+void lode__rope_apply(float *x, int64_t n_pairs, const float *cs, bool neox) {
+    for (int64_t i = 0; i < n_pairs; i++) {
+        const float c = cs[2 * i], s = cs[2 * i + 1];
+        float *a = neox ? &x[i] : &x[2 * i];
+        float *b = neox ? &x[i + n_pairs] : &x[2 * i + 1];
+        const float x0 = *a, x1 = *b;
+        *a = x0 * c - x1 * s;
+        *b = x0 * s + x1 * c;
+    }
+}
+
 void lode__rope(float *x, int64_t n_pairs, const float *theta, double pos, bool neox, float mag) {
     for (int64_t i = 0; i < n_pairs; i++) {
         const double ang = pos * (double)theta[i];
