@@ -402,18 +402,8 @@ static void kv_rows(void *ctx, int64_t i) {
     lode__rmsnorm(row, src, t->L->kv_a_norm, dc, c->rms_eps);
     memcpy(row + dc, src + dc, (size_t)dr * sizeof(float));
     const double pos = (double)t->p->pos[i];
-    if (dr / 2 > LODE_ROPE_MAX_PAIRS) {
-        lode__rope(row + dc, dr / 2, t->m->rope_theta_i, pos, false, t->m->rope_mag);
-        for (int64_t h = 0; h < nh; h++)
-            lode__rope(t->q + i * nh * dqk + h * dqk + c->qk_nope_dim, dr / 2, t->m->rope_theta_i, pos, false,
-                       t->m->rope_mag);
-        return;
-    }
-    /* one cos/sin table for k_pe and every head's q_pe */
-    float cs[2 * LODE_ROPE_MAX_PAIRS];
-    lode__rope_cs(cs, dr / 2, t->m->rope_theta_i, pos, t->m->rope_mag);
-    lode__rope_apply(row + dc, dr / 2, cs, false);
-    for (int64_t h = 0; h < nh; h++) lode__rope_apply(t->q + i * nh * dqk + h * dqk + c->qk_nope_dim, dr / 2, cs, false);
+    lode__rope(row + dc, dr / 2, t->m->rope_theta_i, pos, false, t->m->rope_mag);
+    lode__rope_many(t->q + i * nh * dqk + c->qk_nope_dim, dqk, nh, dr / 2, t->m->rope_theta_i, pos, false, t->m->rope_mag);
 }
 
 /* ---- MoE --------------------------------------------------------------------- */

@@ -74,24 +74,9 @@ static void rope_store(void *ctx, int64_t i) {
     const int64_t hd = c->head_dim, nh = c->n_head, nkv = c->n_head_kv;
     const double pos = (double)t->p->pos[i];
     float *row = lode__kv_row(t->kv, t->layer, t->p->cell[i]);
-    if (hd / 2 <= LODE_ROPE_MAX_PAIRS) { /* one cos/sin table for every head */
-        float cs[2 * LODE_ROPE_MAX_PAIRS];
-        lode__rope_cs(cs, hd / 2, t->m->rope_theta_i, pos, 1.0f);
-        for (int64_t h = 0; h < nh; h++) lode__rope_apply(t->q + (i * nh + h) * hd, hd / 2, cs, t->m->rope_neox);
-        for (int64_t h = 0; h < nkv; h++) {
-            float *kr = row + h * hd;
-            memcpy(kr, t->k + (i * nkv + h) * hd, (size_t)hd * sizeof(float));
-            lode__rope_apply(kr, hd / 2, cs, t->m->rope_neox);
-        }
-    } else {
-        for (int64_t h = 0; h < nh; h++)
-            lode__rope(t->q + (i * nh + h) * hd, hd / 2, t->m->rope_theta_i, pos, t->m->rope_neox, 1.0f);
-        for (int64_t h = 0; h < nkv; h++) {
-            float *kr = row + h * hd;
-            memcpy(kr, t->k + (i * nkv + h) * hd, (size_t)hd * sizeof(float));
-            lode__rope(kr, hd / 2, t->m->rope_theta_i, pos, t->m->rope_neox, 1.0f);
-        }
-    }
+    lode__rope_many(t->q + i * nh * hd, hd, nh, hd / 2, t->m->rope_theta_i, pos, t->m->rope_neox, 1.0f);
+    memcpy(row, t->k + i * nkv * hd, (size_t)(nkv * hd) * sizeof(float));
+    lode__rope_many(row, hd, nkv, hd / 2, t->m->rope_theta_i, pos, t->m->rope_neox, 1.0f);
     memcpy(row + nkv * hd, t->v + i * nkv * hd, (size_t)(nkv * hd) * sizeof(float));
 }
 

@@ -198,12 +198,11 @@ void lode__matmul_t(lode_model *m, const lode_mat *W, const float *X, int64_t ld
 void lode__rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
 /* Rotate one vector of 2*n_pairs values at position pos. neox: pairs (i, i+n_pairs). */
 void lode__rope(float *x, int64_t n_pairs, const float *theta, double pos, bool neox, float mag);
-/* The same in two steps, for the many vectors of one position (every head):
- * cs[2i], cs[2i+1] = cos, sin of pos * theta[i] times mag, then the rotation
- * (bit-identical to lode__rope). */
-#define LODE_ROPE_MAX_PAIRS 256
-void lode__rope_cs(float *cs, int64_t n_pairs, const float *theta, double pos, float mag);
-void lode__rope_apply(float *x, int64_t n_pairs, const float *cs, bool neox);
+/* The same for nvec vectors (stride floats apart) at one position, every
+ * head of a token: the cos/sin table is computed once (bit-identical to
+ * lode__rope per vector). */
+void lode__rope_many(float *x, int64_t stride, int64_t nvec, int64_t n_pairs, const float *theta, double pos, bool neox,
+                     float mag);
 void lode__softmax(float *x, int64_t n);
 /* Attention over cached rows (ops.c): dot products with a query and the
  * probability-weighted sum, both at the SIMD level. */

@@ -253,7 +253,7 @@ void lode__rmsnorm(float *out, const float *x, const float *w, int64_t n, float 
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * r * w[i];
 }
 
-void lode__rope_cs(float *cs, int64_t n_pairs, const float *theta, double pos, float mag) {
+static void rope_cs(float *cs, int64_t n_pairs, const float *theta, double pos, float mag) {
     for (int64_t i = 0; i < n_pairs; i++) {
         const double ang = pos * (double)theta[i];
         cs[2 * i] = (float)cos(ang) * mag;
@@ -261,7 +261,7 @@ void lode__rope_cs(float *cs, int64_t n_pairs, const float *theta, double pos, f
     }
 }
 
-void lode__rope_apply(float *x, int64_t n_pairs, const float *cs, bool neox) {
+static void rope_apply(float *x, int64_t n_pairs, const float *cs, bool neox) {
     for (int64_t i = 0; i < n_pairs; i++) {
         const float c = cs[2 * i], s = cs[2 * i + 1];
         float *a = neox ? &x[i] : &x[2 * i];
@@ -282,6 +282,18 @@ void lode__rope(float *x, int64_t n_pairs, const float *theta, double pos, bool 
         *a = x0 * c - x1 * s;
         *b = x0 * s + x1 * c;
     }
+}
+
+void lode__rope_many(float *x, int64_t stride, int64_t nvec, int64_t n_pairs, const float *theta, double pos, bool neox,
+                     float mag) {
+    enum { MAX_PAIRS = 256 };
+    if (n_pairs > MAX_PAIRS) {
+        for (int64_t v = 0; v < nvec; v++) lode__rope(x + v * stride, n_pairs, theta, pos, neox, mag);
+        return;
+    }
+    float cs[2 * MAX_PAIRS];
+    rope_cs(cs, n_pairs, theta, pos, mag);
+    for (int64_t v = 0; v < nvec; v++) rope_apply(x + v * stride, n_pairs, cs, neox);
 }
 
 void lode__softmax(float *x, int64_t n) {
